@@ -1,0 +1,39 @@
+# The two commands of the README:  make book  (build the course book)  and  make test  (every test).
+# Both create the virtual environment .venv on first use and reuse it afterwards.
+#
+#   PYTHON  the interpreter that creates the environment (default python3, 3.10 or newer)
+#   VENV    where the environment lives (default .venv; an existing environment is reused)
+#   TORCH   the PyTorch pair to install first; set it to the CPU or CUDA wheel index of your
+#           machine, or to nothing when torch is already installed (see the README)
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.convlab-installed
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: book test install clean
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
+	@echo "The book is in _build/html/index.html"
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -n 2
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(strip $(TORCH)),$(BIN)/python -m pip install $(TORCH))
+	$(BIN)/python -m pip install -e ".[book,grading,dev]"
+	# d2l is an independent reference for the tests; its own pins (numpy 1.23) would break numpy 2.
+	$(BIN)/python -m pip install --no-deps d2l==1.0.3
+	touch $@
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Model table (filled in at integration)."""

@@ -1,0 +1,57 @@
+"""Shared test helpers: torchvision parity and small deterministic inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def randomize_norm_stats(model: nn.Module, seed: int = 0) -> None:
+    """Give every batch-norm layer non-trivial running statistics and affine parameters.
+
+    Freshly built networks have mean 0, variance 1, gamma 1, beta 0: batch norm in evaluation is
+    then almost the identity and would hide a wrong ``eps`` or a misplaced norm layer.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+                if m.affine:
+                    m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+
+
+def assert_parity(
+    ours: nn.Module,
+    reference: nn.Module,
+    input_size: tuple[int, int] = (64, 64),
+    batch: int = 2,
+    in_channels: int = 3,
+) -> None:
+    """Equal parameter count, strict state-dict load, equal eval-mode outputs."""
+    assert count_params(ours) == count_params(reference), (
+        f"parameter count {count_params(ours):,} != reference {count_params(reference):,}"
+    )
+    randomize_norm_stats(reference)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    ours.eval()
+    reference.eval()
+    x = torch.randn(batch, in_channels, *input_size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x))
+
+
+@pytest.fixture
+def parity() -> Callable[..., None]:
+    return assert_parity
