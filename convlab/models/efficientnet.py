@@ -469,6 +469,7 @@ class EfficientNet(nn.Module):
         in_channels: image channels.
         small_input: stride-1 stem for 28x28 and 32x32 images.
         norm_layer: builds a norm layer from a channel count.
+        activation: the nonlinearity everywhere (SiLU; MnasNet-A1 uses ReLU).
 
     Shape:
         ``(N, in_channels, H, W) -> (N, num_classes)`` for any ``H, W >= 1``.
@@ -485,6 +486,7 @@ class EfficientNet(nn.Module):
         in_channels: int = 3,
         small_input: bool = False,
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
+        activation: Callable[[], nn.Module] = nn.SiLU,
     ) -> None:
         super().__init__()
         stages = scale_stages(stages, width_mult, depth_mult)
@@ -498,17 +500,21 @@ class EfficientNet(nn.Module):
                 3,
                 stem_stride,
                 norm_layer=norm_layer,
-                activation=nn.SiLU,
+                activation=activation,
             ),
             *mbconv_stages(
                 stages,
                 stem_channels,
                 stochastic_depth_prob=stochastic_depth_prob,
-                activation=nn.SiLU,
+                activation=activation,
                 norm_layer=norm_layer,
             ),
             ConvBNAct(
-                stages[-1].out_channels, head_channels, 1, norm_layer=norm_layer, activation=nn.SiLU
+                stages[-1].out_channels,
+                head_channels,
+                1,
+                norm_layer=norm_layer,
+                activation=activation,
             ),
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)

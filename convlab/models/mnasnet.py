@@ -38,15 +38,13 @@ Departures and conventions, all deliberate:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from convlab.layers import ConvBNAct, make_divisible
-from convlab.models.efficientnet import MBConvStage, init_weights, mbconv_stages
+from convlab.layers import make_divisible
+from convlab.models.efficientnet import EfficientNet, MBConvStage, init_weights
 
 __all__ = [
     "BN_MOMENTUM",
@@ -275,12 +273,15 @@ MNASNET_A1: tuple[MBConvStage, ...] = (
 )
 
 
-class MnasNetA1(nn.Module):
+class MnasNetA1(EfficientNet):
     """MnasNet-A1: stem conv 3x3 (32), the :data:`MNASNET_A1` stages, 1x1 conv (1280), pool, FC.
 
-    Module layout as :class:`~convlab.models.efficientnet.EfficientNet`: ``features[0]`` stem,
-    ``features[1:-1]`` stages of :class:`~convlab.models.efficientnet.MBConv`, ``features[-1]``
-    head; ``avgpool``; ``classifier`` = Dropout + Linear. ReLU everywhere.
+    The same network skeleton as :class:`~convlab.models.efficientnet.EfficientNet` (whose
+    search space descends from MnasNet's), with the searched table instead of B0's, ReLU
+    everywhere, no stochastic depth, and the reference code's batch norm (eps ``1e-3``,
+    momentum 0.01). Module layout: ``features[0]`` stem, ``features[1:-1]`` stages of
+    :class:`~convlab.models.efficientnet.MBConv`, ``features[-1]`` head; ``avgpool``;
+    ``classifier`` = Dropout + Linear.
 
     Args:
         num_classes: classifier outputs.
@@ -299,42 +300,16 @@ class MnasNetA1(nn.Module):
         in_channels: int = 3,
         small_input: bool = False,
     ) -> None:
-        super().__init__()
-        norm_layer = partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)
-        stages: Sequence[MBConvStage] = MNASNET_A1
-        self.features = nn.Sequential(
-            ConvBNAct(
-                in_channels,
-                STEM_CHANNELS,
-                3,
-                stride=1 if small_input else 2,
-                norm_layer=norm_layer,
-                activation=nn.ReLU,
-            ),
-            *mbconv_stages(stages, STEM_CHANNELS, activation=nn.ReLU, norm_layer=norm_layer),
-            ConvBNAct(
-                stages[-1].out_channels,
-                HEAD_CHANNELS,
-                1,
-                norm_layer=norm_layer,
-                activation=nn.ReLU,
-            ),
+        super().__init__(
+            dropout=dropout,
+            stages=MNASNET_A1,
+            stochastic_depth_prob=0.0,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            small_input=small_input,
+            norm_layer=partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01),
+            activation=nn.ReLU,
         )
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(HEAD_CHANNELS, num_classes))
-        self.num_features = HEAD_CHANNELS
-        init_weights(self)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Feature map before pooling: ``(N, C_in, H, W) -> (N, 1280, H', W')``."""
-        return self.features(x)
-
-    def forward_head(self, x: Tensor) -> Tensor:
-        """Pool, dropout, classify: ``(N, 1280, H', W') -> (N, num_classes)``."""
-        return self.classifier(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -40,6 +40,9 @@ __all__ = [
     "BasicBlock",
     "Bottleneck",
     "ResNet",
+    "conv1x1",
+    "conv3x3",
+    "init_weights",
     "resnet18",
     "resnet34",
     "resnet50",
@@ -60,13 +63,15 @@ RESNET_STAGES: dict[int, tuple[tuple[int, int], ...]] = {
 }
 
 
-def _conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """3x3 convolution with padding 1 and no bias (batch norm follows it)."""
     return nn.Conv2d(
         in_channels, out_channels, 3, stride=stride, padding=1, groups=groups, bias=False
     )
 
 
-def _conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution with no bias (batch norm follows it)."""
     return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
 
 
@@ -96,10 +101,10 @@ class BasicBlock(nn.Module):
         downsample: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.conv1 = _conv3x3(in_channels, out_channels, stride)
+        self.conv1 = conv3x3(in_channels, out_channels, stride)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU()
-        self.conv2 = _conv3x3(out_channels, out_channels)
+        self.conv2 = conv3x3(out_channels, out_channels)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.downsample = downsample
         self.stride = stride
@@ -150,11 +155,11 @@ class Bottleneck(nn.Module):
         super().__init__()
         width = int(out_channels // self.expansion * (width_per_group / 64.0)) * groups
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = _conv1x1(in_channels, width, stride_1x1)
+        self.conv1 = conv1x1(in_channels, width, stride_1x1)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = _conv3x3(width, width, stride_3x3, groups)
+        self.conv2 = conv3x3(width, width, stride_3x3, groups)
         self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = _conv1x1(width, out_channels)
+        self.conv3 = conv1x1(width, out_channels)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU()
         self.downsample = downsample
@@ -247,7 +252,7 @@ class ResNet(nn.Module):
                 downsample = None
                 if block_stride != 1 or channels_in != out_channels:
                     downsample = nn.Sequential(
-                        _conv1x1(channels_in, out_channels, block_stride),
+                        conv1x1(channels_in, out_channels, block_stride),
                         nn.BatchNorm2d(out_channels),
                     )
                 blocks.append(
@@ -259,7 +264,7 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(channels_in, num_classes)
         self.num_features = channels_in
-        _init_weights(self, zero_init_residual)
+        init_weights(self, zero_init_residual)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Feature map of ``layer4``: ``(N, C_in, H, W) -> (N, num_features, H / 32, W / 32)``."""
@@ -274,7 +279,7 @@ class ResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _init_weights(model: nn.Module, zero_init_residual: bool = False) -> None:
+def init_weights(model: nn.Module, zero_init_residual: bool = False) -> None:
     """He-normal convolutions (arXiv:1502.01852, fan-out mode), unit-scale batch norm.
 
     Linear layers keep PyTorch's default initialization. With ``zero_init_residual`` the last

@@ -43,7 +43,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from convlab.models.resnet import BasicBlock, _init_weights
+from convlab.models.resnet import BasicBlock, conv1x1, conv3x3, init_weights
 
 __all__ = [
     "CIFAR_WIDTHS",
@@ -128,14 +128,6 @@ def _norm_act(kinds: tuple[str, ...], channels: int) -> nn.Sequential:
     return nn.Sequential(*(layers[kind]() for kind in kinds))
 
 
-def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-
-
-def _conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
-
-
 class ZeroPadShortcut(nn.Module):
     """Option A shortcut: keep every ``stride``-th pixel, append zero-filled channels.
 
@@ -177,7 +169,7 @@ def _shortcut(
         return None
     if kind == "A":
         return ZeroPadShortcut(in_channels, out_channels, stride)
-    layers: list[nn.Module] = [_conv1x1(in_channels, out_channels, stride)]
+    layers: list[nn.Module] = [conv1x1(in_channels, out_channels, stride)]
     if norm:
         layers.append(nn.BatchNorm2d(out_channels))
     return nn.Sequential(*layers)
@@ -259,7 +251,7 @@ class CifarResNet(nn.Module):
     ) -> None:
         super().__init__()
         kind = _check_shortcut(shortcut)
-        self.conv1 = _conv3x3(in_channels, CIFAR_WIDTHS[0])
+        self.conv1 = conv3x3(in_channels, CIFAR_WIDTHS[0])
         self.bn1 = nn.BatchNorm2d(CIFAR_WIDTHS[0])
         self.relu = nn.ReLU()
         channels_in = CIFAR_WIDTHS[0]
@@ -278,7 +270,7 @@ class CifarResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(channels_in, num_classes)
         self.num_features = channels_in
-        _init_weights(self)
+        init_weights(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Feature map of ``layer3``: ``(N, C_in, H, W) -> (N, 64, H / 4, W / 4)``."""
@@ -320,9 +312,9 @@ class PreActBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
-        self.conv1 = _conv3x3(in_channels, out_channels, stride)
+        self.conv1 = conv3x3(in_channels, out_channels, stride)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        self.conv2 = _conv3x3(out_channels, out_channels)
+        self.conv2 = conv3x3(out_channels, out_channels)
         self.relu = nn.ReLU()
         self.downsample = downsample
 
@@ -361,11 +353,11 @@ class PreActBottleneck(nn.Module):
         super().__init__()
         width = out_channels // self.expansion
         self.bn1 = nn.BatchNorm2d(in_channels)
-        self.conv1 = _conv1x1(in_channels, width)
+        self.conv1 = conv1x1(in_channels, width)
         self.bn2 = nn.BatchNorm2d(width)
-        self.conv2 = _conv3x3(width, width, stride)
+        self.conv2 = conv3x3(width, width, stride)
         self.bn3 = nn.BatchNorm2d(width)
-        self.conv3 = _conv1x1(width, out_channels)
+        self.conv3 = conv1x1(width, out_channels)
         self.relu = nn.ReLU()
         self.downsample = downsample
 
@@ -418,14 +410,14 @@ class ResidualUnit(nn.Module):
         if bottleneck:
             width = out_channels // 4
             convs = [
-                _conv1x1(in_channels, width),
-                _conv3x3(width, width, stride),
-                _conv1x1(width, out_channels),
+                conv1x1(in_channels, width),
+                conv3x3(width, width, stride),
+                conv1x1(width, out_channels),
             ]
         else:
             convs = [
-                _conv3x3(in_channels, out_channels, stride),
-                _conv3x3(out_channels, out_channels),
+                conv3x3(in_channels, out_channels, stride),
+                conv3x3(out_channels, out_channels),
             ]
         self.pre = _norm_act(spec.before, in_channels)
         branch: list[nn.Module] = []
@@ -491,7 +483,7 @@ class PreActResNet(nn.Module):
         expansion = 4 if bottleneck else 1
 
         stem_channels = CIFAR_WIDTHS[0]
-        self.conv1 = _conv3x3(in_channels, stem_channels)
+        self.conv1 = conv3x3(in_channels, stem_channels)
         # stem tail + the first unit's own `before` make one BN-ReLU: (bn, relu), (bn,) or ()
         stem_kinds = ("bn", "relu")[: 2 - len(spec.before)]
         self.stem_act = _norm_act(stem_kinds, stem_channels)
@@ -513,7 +505,7 @@ class PreActResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(channels_in, num_classes)
         self.num_features = channels_in
-        _init_weights(self)
+        init_weights(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Activated feature map after ``layer3``: ``(N, C_in, H, W) -> (N, C, H / 4, W / 4)``."""

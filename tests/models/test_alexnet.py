@@ -10,10 +10,7 @@ import torchvision
 from torch import nn
 
 from convlab.models.alexnet import AlexNet, alexnet, alexnet_paper, paper_local_response_norm
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+from tests.conftest import count_params
 
 
 def test_alexnet_matches_torchvision(parity: Callable[..., None]) -> None:

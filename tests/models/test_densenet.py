@@ -8,6 +8,7 @@ import torchvision.models as tvm
 
 from convlab.models import densenet
 from convlab.models.densenet import DenseBlock, DenseLayer, Transition, densenet_channels
+from tests.conftest import count_params
 
 # Parameter counts of torchvision's models with weights=None and 1000 classes.
 RECORDED_PARAMS = {
@@ -24,10 +25,6 @@ FINAL_CHANNELS = {
     "densenet201": 1920,
 }
 NAMES = list(RECORDED_PARAMS)
-
-
-def count_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", NAMES)

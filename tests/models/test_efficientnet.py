@@ -20,6 +20,7 @@ from convlab.models.efficientnet import (
     scale_stages,
     scaling_table,
 )
+from tests.conftest import count_params
 
 # Parameter counts of torchvision's models with weights=None and 1000 classes.
 RECORDED_PARAMS = {
@@ -33,10 +34,6 @@ RECORDED_PARAMS = {
     "efficientnet_b7": 66_347_960,
 }
 NAMES = list(RECORDED_PARAMS)
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -16,10 +16,7 @@ from convlab.models.googlenet import (
     googlenet,
     googlenet_paper,
 )
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+from tests.conftest import count_params
 
 
 def reference(**kwargs: bool) -> nn.Module:

@@ -7,10 +7,7 @@ import torch
 from torch import nn
 
 from convlab.models.lenet import LeNet, lenet5
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+from tests.conftest import count_params
 
 
 def expected_params(in_channels: int, num_classes: int) -> int:

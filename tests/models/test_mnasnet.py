@@ -14,6 +14,7 @@ from convlab.layers import SqueezeExcitation
 from convlab.models import mnasnet
 from convlab.models.efficientnet import MBConv
 from convlab.models.mnasnet import MNASNET_A1, reward
+from tests.conftest import count_params
 
 # Parameter counts of torchvision's models with weights=None and 1000 classes.
 RECORDED_PARAMS = {"mnasnet0_5": 2_218_512, "mnasnet1_0": 4_383_312}
@@ -23,10 +24,6 @@ PAPER_A1_PARAMS = 3.9e6
 PAPER_A1_MACS = 312e6
 A1_PARAMS = 3_887_038  # ours, SE squeeze = max(1, int(0.25 * block input channels))
 A1_TOLERANCE = 0.01  # relative; the paper rounds to 0.1M (our count is 0.33% below)
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", list(RECORDED_PARAMS))

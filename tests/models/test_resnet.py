@@ -12,6 +12,7 @@ from torch import nn
 
 from convlab.models import resnet
 from convlab.models.resnet import BasicBlock, Bottleneck, ResNet
+from tests.conftest import count_params, randomize_norm_stats
 
 # torchvision 0.29.1, weights=None, 1000 classes.
 RECORDED_PARAMS = {
@@ -26,21 +27,6 @@ RECORDED_PARAMS = {
 NAMES = list(RECORDED_PARAMS)
 # the deep ones get a 32x32 parity input (layer4 at 1x1) to keep the file fast on 2 cores
 PARITY_SIZE = {name: 32 if name in ("resnet152", "resnext101_32x8d") else 64 for name in NAMES}
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -91,7 +77,7 @@ def test_stride_in_1x1_is_the_papers_bottleneck() -> None:
     assert v15.layer2[0].conv1.stride == (1, 1) and v15.layer2[0].conv2.stride == (2, 2)
     # same parameters and keys, different computation
     paper.load_state_dict(v15.state_dict(), strict=True)
-    randomize_bn(v15)
+    randomize_norm_stats(v15)
     paper.load_state_dict(v15.state_dict(), strict=True)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -141,7 +127,7 @@ def _materialize(theirs: nn.Module, in_channels: int) -> None:
         for m in theirs.modules():
             if isinstance(m, nn.Conv2d) and m.bias is not None:
                 m.bias.zero_()
-    randomize_bn(theirs, seed=3)
+    randomize_norm_stats(theirs, seed=3)
 
 
 def _renamed_state(

@@ -20,12 +20,9 @@ from convlab.models.resnet_cifar import (
     ResidualUnit,
     ZeroPadShortcut,
 )
+from tests.conftest import count_params
 
 CIFAR_DEPTHS = {20: "0.27", 32: "0.46", 44: "0.66", 56: "0.85", 110: "1.7", 1202: "19.4"}
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def conv(k: int, c_in: int, c_out: int) -> int:

@@ -11,6 +11,7 @@ from torch import nn
 
 from convlab.models import vgg
 from convlab.models.vgg import VGG, vgg_block
+from tests.conftest import count_params
 
 # torchvision is the truth for these numbers (its weight metadata records the same).
 RECORDED_PARAMS = {
@@ -23,10 +24,6 @@ RECORDED_PARAMS = {
     "vgg19": 143_667_240,
     "vgg19_bn": 143_678_248,
 }
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", list(RECORDED_PARAMS))
