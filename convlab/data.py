@@ -1,0 +1,884 @@
+"""Image data held on the training device: batches by index, augmentation and normalization per batch.
+
+A :class:`Loader` keeps a whole data set as one ``uint8`` tensor ``(N, C, H, W)`` on the device
+that trains on it (Fashion-MNIST is 47 MB, CIFAR-10 150 MB). Each batch is gathered by index,
+augmented, converted to ``float32`` and normalized there, in a handful of vectorized tensor
+operations: no worker processes, no per-sample Python, no copy from the host per batch.
+
+Randomness is a pure function of ``(seed, epoch)``. At the start of an epoch the loader seeds two
+CPU generators from a hash of ``(seed, epoch)`` (one for the order, one for the augmentation),
+draws the epoch's permutation and every sample's crop offsets and flip, and moves both to the
+device once. Resuming at epoch ``e`` therefore gives the very batches an uninterrupted run saw,
+whatever the global random state and however many epochs ran before in the process; and because
+the draws are made on the CPU, the batches are the same on every device.
+
+Factories return an :class:`ImageData` (train and test loaders plus the data set's facts):
+:func:`fashion_mnist` and :func:`cifar10` through ``torchvision.datasets`` (imported only when
+called, so ``import convlab`` never loads torchvision), :func:`digits` from scikit-learn (offline),
+and :func:`synthetic`, learnable images made up on the spot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import re
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from convlab.device import default_device
+
+__all__ = [
+    "CIFAR10_AUGMENT",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "DOWNLOAD_TIMEOUT_S",
+    "FASHION_MNIST_AUGMENT",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
+    "Augment",
+    "DatasetUnavailable",
+    "ImageData",
+    "Loader",
+    "channel_stats",
+    "cifar10",
+    "digits",
+    "fashion_mnist",
+    "random_crop_flip",
+    "synthetic",
+]
+
+# Per-channel mean and standard deviation of the *training* split (60,000 Fashion-MNIST, 50,000
+# CIFAR-10 images), on the [0, 1] pixel scale: every pixel of every training image pooled,
+# population standard deviation, which is what `channel_stats` computes. These are the widely
+# published figures; tests/test_data.py recomputes them whenever the files are in data/. The often
+# copied CIFAR-10 std (0.2023, 0.1994, 0.2010) averages per-image deviations: not the data set's.
+FASHION_MNIST_MEAN = (0.2860,)
+FASHION_MNIST_STD = (0.3530,)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+# Seconds one socket operation (connect, read) may stall before a download is abandoned. It bounds
+# each stall, not the whole download; set only while torchvision downloads and only when no
+# process-wide default timeout is set already.
+DOWNLOAD_TIMEOUT_S = 30.0
+
+# The train/test split of `digits` and the images of `synthetic` are fixed: their own seed, never
+# the `seed` argument, which drives only the batch order and the augmentation.
+_FIXED_DATA_SEED = 0
+
+
+class DatasetUnavailable(RuntimeError):
+    """A data set could be neither found on disk nor downloaded; the message says where to put it."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Augmentation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random crop of a padded image and random horizontal flip, vectorized over the batch.
+
+    Each image is padded by ``pad`` pixels on every side, an ``H x W`` window is cut at a random
+    offset (``(2 * pad + 1) ** 2`` equally likely positions) and, with probability 1/2 when
+    ``flip`` is on, mirrored left to right. This is the augmentation of He et al. (2016, Sec. 4.2)
+    for CIFAR-10 with ``pad=4``.
+
+    Padding is with zeros by default: raw pixel value 0 (black) in the ``uint8`` image, before
+    normalization, which is what torchvision's ``RandomCrop(32, padding=4)`` does ahead of
+    ``Normalize``; after normalization those pixels are ``-mean / std``, not 0. ``"reflect"``
+    mirrors the border instead (it needs ``pad < H`` and ``pad < W``).
+
+    Randomness is split from its use so that a loader can draw an epoch's parameters at once:
+    :meth:`sample` draws them, :meth:`apply` applies them; calling the object does both.
+
+    Attributes:
+        pad: pixels added on each side before cropping; 0 disables the crop.
+        flip: whether to mirror half of the images left to right.
+        padding_mode: ``"zeros"`` or ``"reflect"``.
+    """
+
+    pad: int = 4
+    flip: bool = True
+    padding_mode: Literal["zeros", "reflect"] = "zeros"
+
+    def __post_init__(self) -> None:
+        if self.pad < 0:
+            raise ValueError(f"pad must be >= 0, got {self.pad}")
+        if self.padding_mode not in ("zeros", "reflect"):
+            raise ValueError(
+                f"padding_mode must be 'zeros' or 'reflect', got {self.padding_mode!r}"
+            )
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """Draw the crop offsets and flips of ``n`` images.
+
+        Args:
+            n: number of images.
+            generator: the source of randomness; the result lives on its device.
+
+        Returns:
+            ``int64`` tensor whose columns are the row offset, the column offset (both in
+            ``[0, 2 * pad]``, the window's corner in the padded image) and the flip (0 or 1).
+
+        Shape:
+            Output: ``(n, 3)``.
+        """
+        device = generator.device
+        offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=generator, device=device)
+        if self.flip:
+            flips = torch.randint(0, 2, (n, 1), generator=generator, device=device)
+        else:
+            flips = torch.zeros(n, 1, dtype=torch.int64, device=device)
+        return torch.cat([offsets, flips], dim=1)
+
+    def apply(self, x: Tensor, params: Tensor) -> Tensor:
+        """Crop and flip each image as ``params`` say, in one gather.
+
+        Args:
+            x: images of any dtype (the loaders pass ``uint8``).
+            params: the output of :meth:`sample` for these images (moved to ``x``'s device).
+
+        Returns:
+            The augmented images, same shape and dtype as ``x``.
+
+        Shape:
+            x: ``(N, C, H, W)``; params: ``(N, 3)``; output: ``(N, C, H, W)``.
+        """
+        n, c, h, w = x.shape
+        device = x.device
+        row0, col0, flip = params.to(device).unbind(1)
+        p = self.pad
+        mode = "constant" if self.padding_mode == "zeros" else "reflect"
+        padded = F.pad(x, (p, p, p, p), mode=mode) if p else x  # (N, C, H + 2p, W + 2p)
+        rows = row0[:, None] + torch.arange(h, device=device)  # (N, H)
+        cols = torch.arange(w, device=device)
+        cols = torch.where(flip[:, None].bool(), w - 1 - cols, cols) + col0[:, None]  # (N, W)
+        batch = torch.arange(n, device=device)[:, None, None, None]
+        channels = torch.arange(c, device=device)[None, :, None, None]
+        return padded[batch, channels, rows[:, None, :, None], cols[:, None, None, :]]
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """Augment a batch with fresh randomness from ``generator``.
+
+        Args:
+            x: images.
+            generator: the source of randomness (any device; the draws move to ``x``'s).
+
+        Returns:
+            The augmented images.
+
+        Shape:
+            x: ``(N, C, H, W)``; output: ``(N, C, H, W)``.
+        """
+        return self.apply(x, self.sample(x.shape[0], generator))
+
+
+def random_crop_flip(x: Tensor, pad: int, generator: torch.Generator) -> Tensor:
+    """Zero-pad by ``pad``, crop back to ``H x W`` at a random offset, flip half the images.
+
+    Args:
+        x: a batch of images of any dtype.
+        pad: pixels of zero padding on each side (4 for 32x32 CIFAR-10).
+        generator: the source of randomness (any device).
+
+    Returns:
+        The augmented batch, same shape and dtype.
+
+    Shape:
+        x: ``(N, C, H, W)``; output: ``(N, C, H, W)``.
+    """
+    return Augment(pad=pad, flip=True)(x, generator)
+
+
+# Train-split augmentation of the factories. CIFAR-10: He et al. (2016, Sec. 4.2). Fashion-MNIST:
+# a 2-pixel shift (garments fill more of their 28x28 frame than CIFAR's objects do) and flips
+# (every class is left-right symmetric as a category); a course default, not a tuned value.
+CIFAR10_AUGMENT = Augment(pad=4, flip=True)
+FASHION_MNIST_AUGMENT = Augment(pad=2, flip=True)
+# A mirrored digit is another glyph (or none): shifts only.
+_DIGITS_AUGMENT = Augment(pad=2, flip=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loader
+# ---------------------------------------------------------------------------------------------
+
+
+def _seed(seed: int, epoch: int, stream: str) -> int:
+    """A 63-bit generator seed from ``(seed, epoch, stream)``.
+
+    Hashing, rather than ``seed + epoch``, keeps nearby pairs such as (0, 1) and (1, 0) apart and
+    gives the order and the augmentation unrelated streams.
+    """
+    digest = hashlib.blake2b(f"convlab.data:{stream}:{seed}:{epoch}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "little") & (2**63 - 1)
+
+
+def _generator(seed: int, epoch: int, stream: str) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(_seed(seed, epoch, stream))
+
+
+class Loader:
+    """Batches drawn by index from ``uint8`` images held on one device; per-batch augmentation there.
+
+    One epoch: a permutation of the ``N`` samples (the identity when ``shuffle`` is off), cut into
+    batches; each batch is gathered, augmented, normalized as ``(x / 255 - mean) / std`` in
+    ``float32`` and optionally resized, all on the images' device.
+
+    Determinism: every ``iter(loader)`` runs epoch :attr:`epoch`, which only :meth:`set_epoch`
+    changes. Call it at the start of every epoch: otherwise each pass repeats the same order and
+    the same crops. A pass depends on ``(seed, epoch)`` (and the shard) only, so iterating twice
+    gives the same batches, and global random number generators are neither read nor advanced.
+
+    Sharding (``rank``, ``world_size``, or :meth:`shard`): every rank draws the same epoch
+    permutation and keeps every ``world_size``-th position of it, starting at ``rank``, in batches
+    of ``batch_size // world_size``. Batch ``b`` of all ranks together is then exactly batch ``b``
+    of the unsharded loader, augmentation included (parameters are drawn per position of the
+    permutation, for all positions, on every rank). Training loaders (``shuffle=True``) keep the
+    first ``N - N % world_size`` positions, so every rank sees as many samples and batches;
+    evaluation loaders (``shuffle=False``) keep all ``N``: sample counts differ by at most one and
+    batch counts by at most one, with no padding or repeats. ``drop_last`` keeps only whole
+    batches of ``batch_size`` (then all ranks see the same counts in both kinds).
+
+    Args:
+        images: the data set, ``uint8``; the loader works on the device these live on.
+        labels: class indices (moved to the images' device if elsewhere).
+        batch_size: samples per batch over all ranks; each rank yields ``batch_size // world_size``.
+        mean: per-channel mean, in units of the [0, 1] pixel scale.
+        std: per-channel standard deviation, same units.
+        shuffle: draw a new permutation each epoch (training); otherwise the stored order.
+        drop_last: drop the last, incomplete batch.
+        augment: per-batch augmentation, applied to the ``uint8`` images before normalization.
+        resize: side of the square output (bilinear, no antialiasing), after augmentation;
+            ``None`` keeps ``H x W``.
+        seed: seed of the order and augmentation streams.
+        rank: this process's index among ``world_size`` shards.
+        world_size: number of shards.
+
+    Shape:
+        images: ``(N, C, H, W)``; labels: ``(N,)``.
+        Each batch: x ``(B, C, H', W')`` ``float32`` and y ``(B,)`` ``int64``, with
+        ``B <= batch_size // world_size`` and ``H' = W' = resize`` if given.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        *,
+        batch_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        shuffle: bool = False,
+        drop_last: bool = False,
+        augment: Augment | None = None,
+        resize: int | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise TypeError(
+                f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
+        if labels.dim() != 1 or len(labels) != len(images):
+            raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise TypeError(f"labels must be integer class indices, got {labels.dtype}")
+        channels = images.shape[1]
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(
+                f"mean and std need one value per channel ({channels}), got {len(mean)} and {len(std)}"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(
+                f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}"
+            )
+        if batch_size % world_size:
+            raise ValueError(
+                f"batch_size {batch_size} is not divisible by world_size {world_size}: "
+                "every rank must take an equal part of each batch"
+            )
+        if resize is not None and resize < 1:
+            raise ValueError(f"resize must be a positive side in pixels, got {resize}")
+
+        self.images = images
+        self.labels = labels.to(device=images.device, dtype=torch.int64)
+        self.batch_size = batch_size
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.augment = augment
+        self.resize = resize
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        # (x - 255 mean) / (255 std) = (x / 255 - mean) / std, on the 0..255 scale of the uint8 input
+        self._mean255 = self._per_channel(self.mean)
+        self._std255 = self._per_channel(self.std)
+
+    def _per_channel(self, values: tuple[float, ...]) -> Tensor:
+        return torch.tensor(values, dtype=torch.float32).mul(255).view(1, -1, 1, 1).to(self.device)
+
+    @property
+    def device(self) -> torch.device:
+        """The device the images live on and the batches come out on."""
+        return self.images.device
+
+    @property
+    def local_batch_size(self) -> int:
+        """Samples per batch on this rank: ``batch_size // world_size``."""
+        return self.batch_size // self.world_size
+
+    @property
+    def _kept(self) -> int:
+        """Positions of each epoch's permutation shared out among the ranks."""
+        n = len(self.labels)
+        if self.drop_last:
+            return n - n % self.batch_size
+        if self.shuffle:
+            return n - n % self.world_size
+        return n
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this shard sees per epoch."""
+        return len(range(self.rank, self._kept, self.world_size))
+
+    def __len__(self) -> int:
+        """Batches per epoch for this shard."""
+        return math.ceil(self.num_samples / self.local_batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch that ``iter(loader)`` runs; its order and augmentation follow from it.
+
+        Args:
+            epoch: the epoch number (0, 1, ...); the same number gives the same batches.
+        """
+        self.epoch = epoch
+
+    def _plan(self, epoch: int) -> tuple[Tensor, Tensor | None]:
+        """This shard's sample indices and augmentation parameters for ``epoch``, on the device."""
+        n = len(self.labels)
+        if self.shuffle:
+            order = torch.randperm(n, generator=_generator(self.seed, epoch, "order"))
+        else:
+            order = torch.arange(n)
+        params = None
+        if self.augment is not None:  # drawn for every position, so shards agree with no shard
+            params = self.augment.sample(n, _generator(self.seed, epoch, "augment"))
+        mine = slice(self.rank, self._kept, self.world_size)
+        order = order[mine].to(self.device)
+        if params is not None:
+            params = params[mine].to(self.device)
+        return order, params
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """Run epoch :attr:`epoch` (see :meth:`set_epoch`).
+
+        Returns:
+            An iterator of ``(x, y)``: ``float32`` normalized images and ``int64`` labels, both
+            on :attr:`device`.
+        """
+        order, params = self._plan(self.epoch)
+        return self._batches(order, params)
+
+    def _batches(self, order: Tensor, params: Tensor | None) -> Iterator[tuple[Tensor, Tensor]]:
+        size = self.local_batch_size
+        for start in range(0, len(self) * size, size):
+            index = order[start : start + size]
+            x = self.images[index]  # (B, C, H, W) uint8
+            if self.augment is not None and params is not None:
+                x = self.augment.apply(x, params[start : start + size])
+            x = x.float().sub_(self._mean255).div_(self._std255)
+            if self.resize is not None and x.shape[-2:] != (self.resize, self.resize):
+                x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear")
+            yield x, self.labels[index]
+
+    def _replace(self, images: Tensor, labels: Tensor, rank: int, world_size: int) -> Loader:
+        loader = Loader(
+            images,
+            labels,
+            batch_size=self.batch_size,
+            mean=self.mean,
+            std=self.std,
+            shuffle=self.shuffle,
+            drop_last=self.drop_last,
+            augment=self.augment,
+            resize=self.resize,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+        )
+        loader.epoch = self.epoch
+        return loader
+
+    def to(self, device: torch.device | str) -> Loader:
+        """This loader with its images and labels on ``device`` (copied once).
+
+        Args:
+            device: the target device.
+
+        Returns:
+            ``self`` when the data are there already, else a new loader (same settings and epoch).
+        """
+        device = torch.device(device)
+        here = self.device
+        if device.type == here.type and device.index in (None, here.index):
+            return self
+        return self._replace(
+            self.images.to(device), self.labels.to(device), self.rank, self.world_size
+        )
+
+    def shard(self, rank: int, world_size: int) -> Loader:
+        """The part of every epoch that rank ``rank`` of ``world_size`` processes.
+
+        The new loader shares this one's image tensor (no copy). See the class docstring for how
+        an epoch is shared out.
+
+        Args:
+            rank: this process's index, ``0 <= rank < world_size``.
+            world_size: number of processes; must divide ``batch_size``.
+
+        Returns:
+            A loader yielding batches of ``batch_size // world_size``.
+        """
+        return self._replace(self.images, self.labels, rank, world_size)
+
+    def __repr__(self) -> str:
+        n, c, h, w = self.images.shape
+        shard = f", rank={self.rank}/{self.world_size}" if self.world_size > 1 else ""
+        return (
+            f"Loader({n} x {c}x{h}x{w} on {self.device}, batch_size={self.batch_size}{shard}, "
+            f"shuffle={self.shuffle}, augment={self.augment}, resize={self.resize}, "
+            f"seed={self.seed}, epoch={self.epoch})"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Data sets
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A data set ready to train on: its two loaders and the facts a model needs.
+
+    Attributes:
+        name: the factory's name (``"cifar10"``).
+        train: the training loader (shuffled, augmented if asked).
+        test: the evaluation loader (stored order, no augmentation).
+        num_classes: number of classes.
+        in_channels: image channels.
+        image_size: side of the images the loaders yield (after ``resize``).
+        classes: class names, index order.
+        mean: per-channel mean used for normalization ([0, 1] scale, training split).
+        std: per-channel standard deviation, same units.
+    """
+
+    name: str
+    train: Loader
+    test: Loader
+    num_classes: int
+    in_channels: int
+    image_size: int
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to(self, device: torch.device | str) -> ImageData:
+        """The same data with both loaders on ``device``.
+
+        Args:
+            device: the target device.
+
+        Returns:
+            A new :class:`ImageData` (loaders already there are kept as they are).
+        """
+        return replace(self, train=self.train.to(device), test=self.test.to(device))
+
+
+def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and population standard deviation of ``uint8`` images, on the [0, 1] scale.
+
+    Sums are exact integers accumulated ``chunk`` images at a time, so memory stays small.
+
+    Args:
+        images: the images.
+        chunk: images per partial sum.
+
+    Returns:
+        ``(mean, std)``, one value per channel each.
+
+    Shape:
+        images: ``(N, C, H, W)``.
+    """
+    n, c, h, w = images.shape
+    total = torch.zeros(c, dtype=torch.int64, device=images.device)
+    squares = torch.zeros(c, dtype=torch.int64, device=images.device)
+    for start in range(0, n, chunk):
+        part = images[start : start + chunk].to(torch.int64)
+        total += part.sum(dim=(0, 2, 3))
+        squares += part.square().sum(dim=(0, 2, 3))
+    count = n * h * w
+    mean = total.double() / count
+    var = squares.double() / count - mean.square()
+    std = var.clamp_min(0).sqrt()
+    return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
+
+
+def _image_data(
+    name: str,
+    train: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
+    classes: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    batch_size: int,
+    resize: int | None,
+    device: torch.device | str | None,
+    seed: int,
+    augment: Augment | None,
+) -> ImageData:
+    device = default_device() if device is None else torch.device(device)
+
+    def loader(split: tuple[Tensor, Tensor], training: bool) -> Loader:
+        images, labels = split
+        return Loader(
+            images.to(device),
+            labels.to(device),
+            batch_size=batch_size,
+            mean=mean,
+            std=std,
+            shuffle=training,
+            augment=augment if training else None,
+            resize=resize,
+            seed=seed,
+        )
+
+    _, channels, height, _ = train[0].shape
+    return ImageData(
+        name=name,
+        train=loader(train, training=True),
+        test=loader(test, training=False),
+        num_classes=len(classes),
+        in_channels=channels,
+        image_size=height if resize is None else resize,
+        classes=tuple(classes),
+        mean=tuple(mean),
+        std=tuple(std),
+    )
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """Bound each socket stall (urllib has no timeout of its own) unless one is set already."""
+    previous = socket.getdefaulttimeout()
+    if previous is None:
+        socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _one_line(error: BaseException, limit: int = 160) -> str:
+    """The last non-empty line of an error, whitespace collapsed: torchvision's own are multi-line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = re.sub(r"\s+", " ", lines[-1]) if lines else ""
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _torchvision_splits(
+    class_name: str,
+    title: str,
+    root: str | os.PathLike[str],
+    download: bool,
+    folder: str,
+    layout: str,
+) -> tuple[Any, Any]:
+    """Both splits of a torchvision data set, or :class:`DatasetUnavailable` with directions."""
+    from torchvision import datasets  # here, not at the top: `import convlab` stays light
+
+    cls = getattr(datasets, class_name)
+    urls = ", ".join(getattr(cls, "mirrors", None) or [cls.url])
+    where = os.path.join(os.fspath(root), folder)
+    try:
+        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+            splits = (
+                cls(os.fspath(root), train=True, download=download),
+                cls(os.fspath(root), train=False, download=download),
+            )
+    except (OSError, RuntimeError) as error:
+        if download:
+            tried = f"torchvision's download of {class_name} from {urls} into {where} failed"
+        else:
+            tried = f"torchvision found no usable {class_name} in {where}, and download=False"
+        message = (
+            f"{title} is unavailable: {tried} ({_one_line(error)}). "
+            f"Put the files there by hand: {layout}"
+        )
+        raise DatasetUnavailable(message) from None
+    return splits
+
+
+def fashion_mnist(
+    root: str | os.PathLike[str] = "data",
+    *,
+    batch_size: int = 256,
+    resize: int | None = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    download: bool = True,
+    augment: bool = False,
+) -> ImageData:
+    """Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017, arXiv:1708.07747): 28x28 grey garments.
+
+    60,000 training and 10,000 test images of 10 classes, read by torchvision from its raw files
+    in ``<root>/FashionMNIST/raw`` (downloaded there if missing and ``download``).
+
+    Args:
+        root: folder holding ``FashionMNIST/``.
+        batch_size: samples per batch (both loaders).
+        resize: side to resize batches to (e.g. 224 for ImageNet-sized models); ``None``: 28.
+        device: where the images live and batches come out; default :func:`default_device`.
+        seed: seed of the training order and augmentation.
+        download: fetch the files when they are not on disk.
+        augment: train with :data:`FASHION_MNIST_AUGMENT` (2-pixel shifts, flips).
+
+    Returns:
+        The data set; images ``(N, 1, 28, 28)`` ``uint8`` on ``device``.
+
+    Raises:
+        DatasetUnavailable: the files are neither on disk nor downloadable; the message says
+            where to put them.
+    """
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+    names += ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    where = os.path.join(os.fspath(root), "FashionMNIST", "raw")
+    layout = (
+        f"{where}{os.sep}{{{', '.join(names)}}} (unpacked idx files, or the four original "
+        "files with .gz appended)"
+    )
+    train, test = _torchvision_splits(
+        "FashionMNIST", "Fashion-MNIST", root, download, os.path.join("FashionMNIST", "raw"), layout
+    )
+    return _image_data(
+        "fashion_mnist",
+        (train.data.unsqueeze(1), train.targets),
+        (test.data.unsqueeze(1), test.targets),
+        train.classes,
+        FASHION_MNIST_MEAN,
+        FASHION_MNIST_STD,
+        batch_size=batch_size,
+        resize=resize,
+        device=device,
+        seed=seed,
+        augment=FASHION_MNIST_AUGMENT if augment else None,
+    )
+
+
+def cifar10(
+    root: str | os.PathLike[str] = "data",
+    *,
+    batch_size: int = 256,
+    resize: int | None = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    download: bool = True,
+    augment: bool = True,
+) -> ImageData:
+    """CIFAR-10 (Krizhevsky, 2009): 32x32 colour images of 10 classes.
+
+    50,000 training and 10,000 test images, read by torchvision from the Python pickles in
+    ``<root>/cifar-10-batches-py`` (downloaded and unpacked there if missing and ``download``;
+    torchvision checks each file's MD5 sum).
+
+    Args:
+        root: folder holding ``cifar-10-batches-py/``.
+        batch_size: samples per batch (both loaders).
+        resize: side to resize batches to; ``None``: 32.
+        device: where the images live and batches come out; default :func:`default_device`.
+        seed: seed of the training order and augmentation.
+        download: fetch the archive when the files are not on disk.
+        augment: train with :data:`CIFAR10_AUGMENT` (zero-pad 4, random 32x32 crop, flip).
+
+    Returns:
+        The data set; images ``(N, 3, 32, 32)`` ``uint8`` on ``device``.
+
+    Raises:
+        DatasetUnavailable: the files are neither on disk nor downloadable; the message says
+            where to put them.
+    """
+    base = os.fspath(root)
+    where = os.path.join(base, "cifar-10-batches-py")
+    layout = (
+        f"{where}{os.sep}{{data_batch_1, ..., data_batch_5, test_batch, batches.meta}} "
+        f"(cifar-10-python.tar.gz unpacked, or that archive itself as "
+        f"{os.path.join(base, 'cifar-10-python.tar.gz')})"
+    )
+    train, test = _torchvision_splits(
+        "CIFAR10", "CIFAR-10", root, download, "cifar-10-batches-py", layout
+    )
+
+    device = default_device() if device is None else torch.device(device)
+
+    def tensors(split: Any) -> tuple[Tensor, Tensor]:
+        hwc = torch.from_numpy(split.data).to(device)  # (N, H, W, C), as the pickles store it
+        labels = torch.tensor(split.targets, dtype=torch.int64)
+        return hwc.permute(0, 3, 1, 2).contiguous(), labels  # (N, C, H, W), on the device
+
+    return _image_data(
+        "cifar10",
+        tensors(train),
+        tensors(test),
+        train.classes,
+        CIFAR10_MEAN,
+        CIFAR10_STD,
+        batch_size=batch_size,
+        resize=resize,
+        device=device,
+        seed=seed,
+        augment=CIFAR10_AUGMENT if augment else None,
+    )
+
+
+def digits(
+    *,
+    size: int = 28,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    augment: bool = False,
+) -> ImageData:
+    """scikit-learn's handwritten digits: 1,797 8x8 images of 10 classes, shipped offline.
+
+    The 17 grey levels (0..16) are scaled to 0..255, upsampled once to ``size x size``
+    (bilinear) and stored as ``uint8``. The train/test split is stratified by class and fixed:
+    it depends on ``test_fraction`` only, never on ``seed``. Mean and standard deviation are
+    measured on the training split.
+
+    Args:
+        size: side of the stored images (28 suits the Fashion-MNIST models).
+        batch_size: samples per batch (both loaders).
+        device: where the images live and batches come out; default :func:`default_device`.
+        seed: seed of the training order and augmentation.
+        test_fraction: share of the images held out for testing.
+        augment: train with 2-pixel shifts (no flips: a mirrored digit is another glyph).
+
+    Returns:
+        The data set; 1,437 training and 360 test images at the default ``test_fraction``.
+    """
+    from sklearn.datasets import load_digits  # here: scikit-learn is an optional dependency
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    grey = torch.from_numpy(bunch.images).float().mul(255 / 16).unsqueeze(1)  # (1797, 1, 8, 8)
+    if size != grey.shape[-1]:
+        grey = F.interpolate(grey, size=(size, size), mode="bilinear")
+    images = grey.round().clamp(0, 255).to(torch.uint8)
+    labels = torch.from_numpy(bunch.target).long()
+    train_index, test_index = train_test_split(
+        torch.arange(len(labels)).numpy(),
+        test_size=test_fraction,
+        stratify=bunch.target,
+        random_state=_FIXED_DATA_SEED,
+    )
+    train_index, test_index = torch.from_numpy(train_index), torch.from_numpy(test_index)
+    mean, std = channel_stats(images[train_index])
+    return _image_data(
+        "digits",
+        (images[train_index], labels[train_index]),
+        (images[test_index], labels[test_index]),
+        tuple(str(k) for k in range(10)),
+        mean,
+        std,
+        batch_size=batch_size,
+        resize=None,
+        device=device,
+        seed=seed,
+        augment=_DIGITS_AUGMENT if augment else None,
+    )
+
+
+def synthetic(
+    *,
+    num_samples: int = 512,
+    num_classes: int = 10,
+    image_size: int = 32,
+    in_channels: int = 3,
+    batch_size: int = 64,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+) -> ImageData:
+    """Learnable made-up images, for smoke tests and timing without any file.
+
+    Class ``k`` is a sinusoidal grating at angle ``pi * k / num_classes`` (3 cycles per image,
+    random phase per image) over a class-specific brightness per channel, plus Gaussian noise
+    (standard deviation 20 grey levels). The images are fixed (their own seed): ``seed`` drives
+    only the training order. The last fifth of the samples is the test split; labels cycle
+    through the classes, so both splits are balanced.
+
+    Args:
+        num_samples: images in both splits together.
+        num_classes: number of classes.
+        image_size: side of the square images.
+        in_channels: channels per image.
+        batch_size: samples per batch (both loaders).
+        device: where the images live and batches come out; default :func:`default_device`.
+        seed: seed of the training order.
+
+    Returns:
+        The data set: ``num_samples - num_samples // 5`` training and ``num_samples // 5`` test
+        images, normalized with the training split's statistics.
+    """
+    if num_samples // 5 < 1 or num_classes < 2:
+        raise ValueError("synthetic needs num_samples >= 5 and num_classes >= 2")
+    g = torch.Generator().manual_seed(_FIXED_DATA_SEED)
+    labels = torch.arange(num_samples) % num_classes
+    angle = math.pi * labels.double() / num_classes  # (N,)
+    phase = torch.rand(num_samples, generator=g, dtype=torch.float64) * 2 * math.pi
+    grid = torch.arange(image_size, dtype=torch.float64) / image_size
+    yy, xx = torch.meshgrid(grid, grid, indexing="ij")  # (S, S)
+    along = xx * angle.cos()[:, None, None] + yy * angle.sin()[:, None, None]  # (N, S, S)
+    wave = torch.cos(2 * math.pi * 3 * along + phase[:, None, None])
+    # brightness of class k in channel c: a distinct level per class in every channel
+    ranks = torch.stack([torch.randperm(num_classes, generator=g) for _ in range(in_channels)], 1)
+    level = ranks.double() / (num_classes - 1) * 2 - 1  # (num_classes, C) in [-1, 1]
+    noise = torch.randn(num_samples, in_channels, image_size, image_size, generator=g)
+    x = 128 + 24 * level[labels][:, :, None, None] + 48 * wave[:, None] + 20 * noise.double()
+    images = x.round().clamp(0, 255).to(torch.uint8)  # (N, C, S, S)
+    num_test = num_samples // 5
+    cut = num_samples - num_test
+    mean, std = channel_stats(images[:cut])
+    return _image_data(
+        "synthetic",
+        (images[:cut], labels[:cut]),
+        (images[cut:], labels[cut:]),
+        tuple(f"class {k}" for k in range(num_classes)),
+        mean,
+        std,
+        batch_size=batch_size,
+        resize=None,
+        device=device,
+        seed=seed,
+        augment=None,
+    )

@@ -1,0 +1,357 @@
+"""convlab.train: learning, no per-step synchronisation, checkpoints, resumption, grading mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from convlab import data as datasets
+from convlab.train import CheckpointError, NonFiniteLossError, evaluate, fit, load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def small_net(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.1),
+        nn.Linear(32, num_classes),
+    )
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return datasets.digits(size=16, batch_size=64, device="cpu")
+
+
+def test_fit_learns_the_digits_and_reports_history(digits, capsys):
+    model = small_net()
+    history = fit(model, digits, 6, lr=0.2, progress=False)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert set(history[0]) == {
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "test_accuracy",
+        "seconds",
+        "images_per_second",
+    }
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["test_accuracy"] > 0.9
+    assert evaluate(model, digits) == pytest.approx(history[-1]["test_accuracy"])
+    out = capsys.readouterr().out
+    assert out.count("training on cpu") == 1
+
+
+def test_evaluate_counts_correct_predictions(digits):
+    model = small_net().eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in digits.test:
+            correct += (model(x).argmax(1) == y).sum().item()
+            total += len(y)
+    assert evaluate(model, digits) == pytest.approx(correct / total)
+    assert total == digits.test.num_samples
+
+
+def test_metrics_are_read_once_per_epoch_not_per_step(digits, monkeypatch):
+    """Every read of a tensor's value from the device is counted: a handful per epoch, not one per step."""
+    reads = {"n": 0}
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            reads["n"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    steps = len(digits.train)
+    assert steps >= 20
+    fit(small_net(), digits, 1, progress=False, check_every=10**6)
+    monkeypatch.undo()
+    assert reads["n"] <= 8, f"{reads['n']} reads of device values in an epoch of {steps} steps"
+
+
+class NaNAfter(nn.Module):
+    """A network whose output turns to NaN from its ``bad_step``-th training call on."""
+
+    def __init__(self, bad_step: int) -> None:
+        super().__init__()
+        self.net = small_net()
+        self.bad_step = bad_step
+        self.calls = 0
+
+    def forward(self, x):
+        out = self.net(x)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.bad_step:
+                out = out * float("nan")
+        return out
+
+
+def test_nonfinite_loss_stops_training_and_names_the_step(digits):
+    model = NaNAfter(bad_step=7)
+    with pytest.raises(NonFiniteLossError, match=r"at step 7 \(") as info:
+        fit(model, digits, 3, progress=False, check_every=5)
+    assert "lower lr" in str(info.value)
+    assert model.calls <= 7 + 5, "training went on long after the loss became NaN"
+
+
+class OutOfMemory(nn.Module):
+    def forward(self, x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_out_of_memory_is_reraised_with_the_batch_size_and_advice(digits):
+    with pytest.raises(torch.cuda.OutOfMemoryError, match=r"batch size 64.*batch_size=32"):
+        fit(OutOfMemory(), digits, 1, progress=False)
+
+
+def test_wrong_number_of_outputs_is_one_clear_error(digits):
+    with pytest.raises(ValueError, match="build it with num_classes=10"):
+        fit(small_net(num_classes=7), digits, 1, progress=False)
+
+
+def test_defaults_and_overrides(digits):
+    made = {}
+
+    def adam(groups):
+        groups = list(groups)
+        made["groups"] = groups
+        made["optimizer"] = torch.optim.AdamW(groups, lr=1e-3)
+        return made["optimizer"]
+
+    fit(small_net(), digits, 1, optimizer=adam, schedule="cosine", progress=False)
+    decays = sorted(g["weight_decay"] for g in made["groups"])
+    assert decays == [0.0, 5e-4]  # biases and batch-norm parameters are not decayed
+    no_decay = next(g for g in made["groups"] if g["weight_decay"] == 0.0)
+    assert all(p.dim() == 1 for p in no_decay["params"])
+    with pytest.raises(ValueError, match="unknown schedule"):
+        fit(small_net(), digits, 1, schedule="linear", progress=False)
+
+
+def test_checkpoint_is_complete_atomic_and_loads_with_weights_only(digits, tmp_path):
+    path = tmp_path / "run.pt"
+    fit(small_net(), digits, 2, checkpoint=path, progress=False)
+    assert path.exists() and (tmp_path / "run.pt.prev").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt", "run.pt.prev"]  # no temp left
+    state = torch.load(path, weights_only=True)
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    assert set(state) >= {"model", "optimizer", "scheduler", "scaler", "rng", "config"}
+    assert set(state["rng"]) >= {"torch", "numpy", "python"}
+    assert torch.load(tmp_path / "run.pt.prev", weights_only=True)["epoch"] == 1
+
+
+def test_resume_restores_every_random_number_generator(digits, tmp_path):
+    path = tmp_path / "run.pt"
+    fit(small_net(), digits, 1, checkpoint=path, progress=False)
+    expected = (torch.rand(3), np.random.rand(3), __import__("random").random())
+    torch.manual_seed(123)
+    np.random.seed(123)
+    __import__("random").seed(123)
+    fit(
+        small_net(), digits, 1, checkpoint=path, progress=False
+    )  # finished: restores, trains nothing
+    got = (torch.rand(3), np.random.rand(3), __import__("random").random())
+    assert torch.equal(got[0], expected[0])
+    assert np.array_equal(got[1], expected[1])
+    assert got[2] == expected[2]
+
+
+def test_finished_checkpoint_is_not_trained_again(digits, tmp_path):
+    path = tmp_path / "run.pt"
+    first = fit(small_net(), digits, 2, checkpoint=path, progress=False)
+    model = small_net()
+    again = fit(model, digits, 2, checkpoint=path, progress=False)
+    assert again == first
+    for key, value in load_checkpoint(path)["model"].items():
+        assert torch.equal(model.state_dict()[key], value)
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(digits, tmp_path, capsys):
+    path = tmp_path / "run.pt"
+    fit(small_net(), digits, 2, checkpoint=path, progress=False)
+    reference = torch.load(path, weights_only=True)["model"]
+    path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a full disk or a killed copy
+    model = small_net()
+    fit(model, digits, 2, checkpoint=path, progress=False)
+    out = capsys.readouterr().out
+    assert "run.pt is unreadable" in out and "resuming from" in out and "(epoch 1)" in out
+    for key, value in reference.items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_both_checkpoints_unreadable_is_one_clear_error(digits, tmp_path):
+    path = tmp_path / "run.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"unreadable.*delete them to start over"):
+        fit(small_net(), digits, 1, checkpoint=path, progress=False)
+
+
+def test_resuming_with_other_settings_is_refused(digits, tmp_path):
+    path = tmp_path / "run.pt"
+    fit(small_net(), digits, 1, checkpoint=path, progress=False)
+    with pytest.raises(CheckpointError, match=r"epochs=1 \(now 3\)"):
+        fit(small_net(), digits, 3, checkpoint=path, lr=0.1, progress=False)
+
+
+def test_plot_is_redrawn_each_epoch(digits, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: shown.append(a) or _Handle())
+    history = fit(small_net(), digits, 2, progress=False, plot=True)
+    assert len(shown) == 1 and _Handle.updates == 2
+    figure = shown[0][0]
+    loss_ax, acc_ax = figure.axes
+    assert list(loss_ax.lines[0].get_xdata()) == [1, 2]
+    assert list(acc_ax.lines[1].get_ydata()) == [h["test_accuracy"] for h in history]
+
+
+class _Handle:
+    updates = 0
+
+    def update(self, figure):
+        _Handle.updates += 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Grading mode: nbgrader sets NBGRADER_EXECUTION while it validates and autogrades
+
+
+def test_grading_mode_loads_the_submitted_checkpoint_and_never_trains(
+    digits, tmp_path, monkeypatch
+):
+    path = tmp_path / "run.pt"
+    history = fit(small_net(), digits, 2, checkpoint=path, progress=False)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    model = small_net()
+    model.register_forward_hook(lambda *a: pytest.fail("fit trained while grading"))
+    assert fit(model, digits, 2, checkpoint=path, progress=False) == history
+    for key, value in torch.load(path, weights_only=True)["model"].items():
+        assert torch.equal(model.state_dict()[key], value)
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("none", "without checkpoint="),
+        ("missing", "hand in run.pt"),
+        ("unfinished", "holds 1 of 2 epochs"),
+    ],
+)
+def test_grading_mode_without_a_finished_checkpoint_is_one_line(
+    digits, tmp_path, monkeypatch, setup, message
+):
+    path = tmp_path / "run.pt"
+    if setup == "unfinished":
+        fit(small_net(), digits, 1, checkpoint=path, progress=False)
+        torch.save({**torch.load(path, weights_only=True), "config": {}}, path)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "validate")
+    with pytest.raises(CheckpointError, match=message) as info:
+        fit(small_net(), digits, 2, checkpoint=None if setup == "none" else path, progress=False)
+    assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Real processes: a killed run resumes to the same weights; torchrun trains with DDP
+
+
+def _train_command(checkpoint: Path, epochs: int = 8, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "convlab", "train", "resnet20", "--data", "digits", "--size", "16",
+        "--epochs", str(epochs), "--batch-size", "64", "--checkpoint", str(checkpoint), "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_bitwise_the_same_weights(tmp_path):
+    straight = tmp_path / "straight.pt"
+    subprocess.run(_train_command(straight), check=True, env=_env(), capture_output=True)
+
+    resumed = tmp_path / "resumed.pt"
+    kills = 0
+    for _ in range(30):  # kill it mid-epoch, over and over, until it gets to the end
+        process = subprocess.Popen(_train_command(resumed), env=_env(), stdout=subprocess.DEVNULL)
+        epoch_before = _epoch(resumed)
+        deadline = time.monotonic() + 120
+        while (
+            process.poll() is None
+            and _epoch(resumed) == epoch_before
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        if process.poll() is not None:
+            break
+        time.sleep(0.3)  # well into the next epoch (or into writing its checkpoint)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+    assert process.returncode == 0
+    assert kills >= 2, "the run was never interrupted: the test proved nothing"
+    a = torch.load(straight, weights_only=True)
+    b = torch.load(resumed, weights_only=True)
+    assert a["epoch"] == b["epoch"] == 8
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), f"{key} differs after {kills} kills"
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+
+
+def _epoch(path: Path) -> int:
+    try:
+        return int(torch.load(path, weights_only=True)["epoch"])
+    except Exception:
+        return -1
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_processes_matches_one_process(tmp_path):
+    one = tmp_path / "one.json"
+    subprocess.run(
+        [*_train_command(tmp_path / "one.pt", 6), "--history", str(one)],
+        check=True,
+        env=_env(),
+        capture_output=True,
+    )
+    two = tmp_path / "two.json"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "convlab", "train",
+         *_train_command(tmp_path / "two.pt", 6)[4:], "--history", str(two)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 processes" in result.stdout
+    single = json.loads(one.read_text())[-1]["test_accuracy"]
+    double = json.loads(two.read_text())[-1]["test_accuracy"]
+    assert single > 0.85
+    assert abs(single - double) <= 0.02, (single, double)
