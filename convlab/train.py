@@ -148,7 +148,7 @@ def fit(
         DistributedDataParallel(model, device_ids=world.device_ids) if world.active else model
     )
     groups = _param_groups(model, weight_decay)
-    opt = optimizer(groups) if optimizer else _sgd(groups, lr, momentum, nesterov)
+    opt = optimizer(groups) if optimizer else _sgd(groups, lr, momentum, nesterov, fused=cuda)
     sched = _scheduler(schedule, opt, lr, epochs * steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -403,9 +403,13 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 
 def _sgd(
-    groups: list[dict[str, Any]], lr: float, momentum: float, nesterov: bool
+    groups: list[dict[str, Any]], lr: float, momentum: float, nesterov: bool, fused: bool
 ) -> torch.optim.SGD:
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
+    # fused (CUDA): one kernel for all parameters, and the fp16 gradient scaler hands it its
+    # inf check on the device instead of reading it back after every step
+    return torch.optim.SGD(
+        groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, fused=fused or None
+    )
 
 
 def _scheduler(
@@ -415,7 +419,12 @@ def _scheduler(
         return schedule(opt, total_steps)
     if schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=lr, total_steps=total_steps, pct_start=0.25, anneal_strategy="linear"
+            opt,
+            max_lr=lr,
+            total_steps=total_steps,
+            pct_start=0.25,
+            anneal_strategy="linear",
+            cycle_momentum=False,  # keep the momentum asked for
         )
     if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
@@ -432,7 +441,8 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContex
 
 def _amp_dtype(device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # bf16 needs Ampere or newer; older GPUs (Colab's T4) emulate it slowly: fp16 + scaler
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
     if device.type == "cpu":
         return torch.bfloat16
     return torch.float16
@@ -664,11 +674,10 @@ def _announce(
 
 
 def _in_notebook() -> bool:
-    shell = (
-        sys.modules.get("IPython")
-        and getattr(sys.modules["IPython"], "get_ipython", lambda: None)()
-    )
-    return type(shell).__name__ == "ZMQInteractiveShell"
+    """True inside a Jupyter or Colab kernel (whose shells have a kernel), not a terminal IPython."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 class _Reporter:

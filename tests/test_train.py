@@ -355,3 +355,55 @@ def test_torchrun_with_two_processes_matches_one_process(tmp_path):
     double = json.loads(two.read_text())[-1]["test_accuracy"]
     assert single > 0.85
     assert abs(single - double) <= 0.02, (single, double)
+
+
+# ----------------------------------------------------------------------------------------------
+# Defaults, switches and reporting
+
+
+def test_default_optimizer_and_schedule_are_recorded_in_the_checkpoint(digits, tmp_path):
+    path = tmp_path / "run.pt"
+    fit(small_net(), digits, 2, checkpoint=path, progress=False)
+    state = torch.load(path, weights_only=True)
+    group = state["optimizer"]["param_groups"][0]
+    assert group["nesterov"] is True and group["momentum"] == 0.9 and group["weight_decay"] == 5e-4
+    assert state["scheduler"]["total_steps"] == 2 * len(
+        digits.train
+    )  # one-cycle, stepped per batch
+    assert state["scheduler"]["_step_count"] == 2 * len(digits.train) + 1
+
+
+def test_label_smoothing_is_applied_and_can_be_switched_off(digits):
+    smooth = fit(small_net(), digits, 1, progress=False)
+    plain = fit(small_net(), digits, 1, progress=False, label_smoothing=0.0)
+    assert smooth[0]["train_loss"] != plain[0]["train_loss"]
+
+
+class RecordsPrecision(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = small_net()
+        self.seen = set()
+
+    def forward(self, x):
+        out = self.net(x)
+        self.seen.add(out.dtype)
+        return out
+
+
+def test_mixed_precision_and_channels_last_are_switchable(digits):
+    model = RecordsPrecision()
+    fit(model, digits, 1, progress=False, mixed_precision=True, channels_last=True)
+    channels_last = torch.channels_last
+    assert model.seen == {torch.bfloat16}
+    assert model.net[4].weight.is_contiguous(memory_format=channels_last)
+    model = RecordsPrecision()
+    fit(model, digits, 1, progress=False)  # on the CPU both default to off
+    assert model.seen == {torch.float32}
+    assert not model.net[4].weight.is_contiguous(memory_format=channels_last)
+
+
+def test_progress_bar_is_shown(digits, capsys):
+    fit(small_net(), digits, 1, progress=True)
+    err = capsys.readouterr().err
+    assert f"{len(digits.train)}/{len(digits.train)}" in err and "test=" in err
