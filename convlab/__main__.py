@@ -60,6 +60,25 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint", help="save after every epoch here, and resume from it")
     train.add_argument("--history", help="write the per-epoch history to this JSON file")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    recipe = commands.add_parser(
+        "recipe", help="train a family's recipe, or list the recipes with their recorded results"
+    )
+    recipe.add_argument("name", nargs="?", help="a recipe name; leave out to list them all")
+    recipe.add_argument("--quick", action="store_true", help="the CPU run on the offline digits")
+    recipe.add_argument("--root", default="data", help="where the data set is (full runs)")
+    recipe.add_argument("--checkpoint", help="save after every epoch here, and resume from it")
+    recipe.add_argument(
+        "--record", action="store_true", help="store the result in convlab's recorded runs"
+    )
+
+    bench = commands.add_parser(
+        "bench", help="time fit, the loader and d2l's Trainer against their baselines"
+    )
+    bench.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not figures")
+    bench.add_argument("--device", help="where to train (default: CUDA, then MPS, then CPU)")
+    bench.add_argument("--json", help="write every measurement and the machine's facts here")
+    bench.add_argument("--threads", type=int, help="CPU threads for torch (default: every core)")
     return parser
 
 
@@ -78,6 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "train":
         return _train(args)
+    if args.command == "recipe":
+        return _recipe(args)
+    if args.command == "bench":
+        from convlab import bench
+
+        return bench.main(
+            quick=args.quick, device=args.device, json_path=args.json, threads=args.threads
+        )
 
     try:
         entry = models.spec(args.model)
@@ -146,6 +173,37 @@ def _train(args: argparse.Namespace) -> int:
             f"epoch {last['epoch']:.0f}: train loss {last['train_loss']:.4f}, "
             f"train accuracy {last['train_accuracy']:.4f}, test accuracy {last['test_accuracy']:.4f}"
         )
+    return 0
+
+
+def _recipe(args: argparse.Namespace) -> int:
+    from convlab import recipes
+
+    if args.name is None:
+        print(f"{'recipe':<13}{'model':<17}{'data':<14}{'epochs':>6}  full run       quick run")
+        for name, r in recipes.RECIPES.items():
+            cells = []
+            for quick in (False, True):
+                run = recipes.recorded(name, quick)
+                cells.append(
+                    f"{run['test_accuracy']:.1%} in {run['minutes']:.1f} min"
+                    if run
+                    else "unmeasured"
+                )
+            print(f"{name:<13}{r.model:<17}{r.data:<14}{r.epochs:>6}  {cells[0]:<15}{cells[1]}")
+        return 0
+    try:
+        if args.record:
+            entry = recipes.record(args.name, args.quick)
+            print(f"recorded {args.name}: test accuracy {entry['test_accuracy']:.4f}")
+            return 0
+        _, history = recipes.run(
+            args.name, quick=args.quick, root=args.root, checkpoint=args.checkpoint
+        )
+    except (ValueError, RuntimeError, FloatingPointError) as error:
+        print(f"convlab: {error}", file=sys.stderr)
+        return 2
+    print(f"test accuracy {history[-1]['test_accuracy']:.4f}")
     return 0
 
 

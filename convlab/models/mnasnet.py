@@ -22,8 +22,9 @@ Two families live here:
 Departures and conventions, all deliberate:
 
 * :class:`MnasNet` uses torchvision's batch norm momentum ``1 - 0.9997`` (PyTorch convention) and
-  eps ``1e-5``; :class:`MnasNetA1` uses the reference code's eps ``1e-3`` and decay 0.99
-  (momentum 0.01).
+  eps ``1e-5``; :class:`MnasNetA1` uses the reference code's eps ``1e-3`` but PyTorch's
+  momentum 0.1 rather than its decay of 0.99 (momentum 0.01), which suits short runs (see the
+  class).
 * MnasNet-A1's SE bottleneck is ``max(1, int(0.25 * in_channels))`` channels, a quarter of the
   block's *input* channels, with ReLU inside and a sigmoid gate, as in the reference code. This
   gives 3,887,038 parameters with 1000 classes, the paper's "3.9M" (0.3% below, the paper
@@ -278,8 +279,10 @@ class MnasNetA1(EfficientNet):
 
     The same network skeleton as :class:`~convlab.models.efficientnet.EfficientNet` (whose
     search space descends from MnasNet's), with the searched table instead of B0's, ReLU
-    everywhere, no stochastic depth, and the reference code's batch norm (eps ``1e-3``,
-    momentum 0.01). Module layout: ``features[0]`` stem, ``features[1:-1]`` stages of
+    everywhere, no stochastic depth, and the reference code's batch-norm eps ``1e-3`` with
+    PyTorch's momentum 0.1 (the reference code's decay of 0.99, momentum 0.01 here, leaves the
+    running statistics far from the data after a short run: 10% test accuracy on the quick
+    digits recipe, against 88% with 0.1). Module layout: ``features[0]`` stem, ``features[1:-1]`` stages of
     :class:`~convlab.models.efficientnet.MBConv`, ``features[-1]`` head; ``avgpool``;
     ``classifier`` = Dropout + Linear.
 
@@ -307,7 +310,7 @@ class MnasNetA1(EfficientNet):
             num_classes=num_classes,
             in_channels=in_channels,
             small_input=small_input,
-            norm_layer=partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01),
+            norm_layer=partial(nn.BatchNorm2d, eps=1e-3),
             activation=nn.ReLU,
         )
 
