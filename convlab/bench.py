@@ -680,7 +680,7 @@ def _resnet18_small() -> nn.Module:
 
 
 def measure_gpu(sizes: Sizes, device: torch.device, out: TextIO = sys.stdout) -> dict[str, Any]:
-    """ResNet-18 steps per second with and without mixed precision and channels-last, and a sync check.
+    """ResNet-18 steps/s with and without mixed precision and channels-last; a sync check.
 
     Args:
         sizes: how much work to do.
