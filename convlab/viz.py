@@ -11,19 +11,21 @@ matplotlib is imported when a figure is drawn; scikit-image when a photograph is
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 if TYPE_CHECKING:
+    from IPython.display import Code
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["Box", "diagram", "feature_maps", "sample_image"]
+__all__ = ["Box", "diagram", "feature_maps", "sample_image", "source"]
 
 # Box colours by the kind of layer they stand for, so that every diagram of the book agrees.
 COLORS: dict[str, str] = {
@@ -230,3 +232,20 @@ def sample_image(name: str = "chelsea", size: int | None = 224) -> Tensor:
     left = (image.shape[2] - side) // 2
     crop = image[:, top : top + side, left : left + side]
     return F.interpolate(crop[None], size=(size, size), mode="bilinear", antialias=True)[0]
+
+
+def source(obj: Any) -> Code:
+    """The source code of a convlab class or function, highlighted, for a notebook to display.
+
+    The book shows library code this way, taken from the installed convlab at the moment the
+    page runs, so the page and the library cannot disagree.
+
+    Args:
+        obj: A class, function or module.
+
+    Returns:
+        An IPython ``Code`` object; as the last expression of a cell, it is displayed.
+    """
+    from IPython.display import Code
+
+    return Code(inspect.getsource(obj), language="python")

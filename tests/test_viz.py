@@ -10,7 +10,8 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from convlab.viz import Box, diagram, feature_maps, sample_image
+from convlab.layers import make_divisible
+from convlab.viz import Box, diagram, feature_maps, sample_image, source
 
 
 def test_diagram_draws_one_box_per_entry_and_one_arrow_per_edge():
@@ -44,3 +45,9 @@ def test_sample_image_is_a_real_colour_photo_in_the_unit_range():
     assert not torch.allclose(image[0], image[1])  # colour, not grey
     with pytest.raises(ValueError, match="no sample named"):
         sample_image("no_such_picture")
+
+
+def test_source_shows_the_installed_code_of_an_object():
+    code = source(make_divisible)
+    assert code.data.startswith("def make_divisible(")
+    assert '<span class="k">def</span>' in code._repr_html_()  # highlighted as Python
