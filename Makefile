@@ -13,18 +13,27 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.convlab-installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: book test install clean
+MATHJAX := book/_static/mathjax/tex-chtml.js
 
-book: $(STAMP)
+.PHONY: book test install stamp clean
+
+book: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 	@echo "The book is in _build/html/index.html"
 
-test: $(STAMP)
+test: $(STAMP) $(MATHJAX)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -n 2
 
 install: $(STAMP)
+
+# The repository address of _config.yml, copied into every notebook's install cell.
+stamp: $(STAMP)
+	$(BIN)/python tools/stamp_notebooks.py
+
+$(MATHJAX): tools/fetch_mathjax.py
+	$(BIN)/python tools/fetch_mathjax.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +42,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e ".[book,grading,dev]"
 	# d2l is an independent reference for the tests; its own pins (numpy 1.23) would break numpy 2.
 	$(BIN)/python -m pip install --no-deps d2l==1.0.3
+	# Headless Chromium for the tests that read the built book as a browser does (Debian's
+	# package; installed when this runs as root, otherwise those tests say how to install it).
+	if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y --no-install-recommends chromium || \
+	  (apt-get update && apt-get install -y --no-install-recommends chromium); fi
 	touch $@
 
 clean:
-	rm -rf _build .pytest_cache .ruff_cache
+	rm -rf _build .pytest_cache .ruff_cache test-artifacts
