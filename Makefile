@@ -18,6 +18,7 @@ MATHJAX := book/_static/mathjax/tex-chtml.js
 .PHONY: book test install stamp clean
 
 book: $(STAMP) $(MATHJAX)
+	$(BIN)/python tools/execute_book.py
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 	@echo "The book is in _build/html/index.html"
 

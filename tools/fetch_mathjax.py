@@ -1,7 +1,8 @@
 """Put MathJax beside the book, so that its formulas render without a third-party server.
 
-Downloads MathJax 3.2.2 from the npm registry (once), checks its SHA-256, and unpacks the one
-script the book loads (``tex-chtml.js``) with its web fonts into ``book/_static/mathjax``.
+Downloads MathJax 3.2.2 from the npm registry (once), checks its SHA-256, and unpacks the
+script the book loads (``tex-chtml.js``), the TeX extensions it loads on demand and its web
+fonts into ``book/_static/mathjax``.
 The book's ``_config.yml`` points Sphinx's ``mathjax_path`` there. Readers of the built book
 then get the formulas from the book's own site, and a book built on a machine without internet
 shows them too.
@@ -23,11 +24,17 @@ TARGET = ROOT / "book" / "_static" / "mathjax"
 VERSION = "3.2.2"
 URL = f"https://registry.npmjs.org/mathjax/-/mathjax-{VERSION}.tgz"
 SHA256 = "1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09"
-WANTED = ("package/es5/tex-chtml.js", "package/es5/output/chtml/fonts/woff-v2/", "package/LICENSE")
+WANTED = (
+    "package/es5/tex-chtml.js",
+    "package/es5/input/tex/extensions/",  # loaded on demand (\\boldsymbol, ...)
+    "package/es5/output/chtml/fonts/woff-v2/",
+    "package/LICENSE",
+)
 
 
 def main() -> int:
-    if (TARGET / "tex-chtml.js").exists():
+    marker = TARGET / "FETCHED"  # what was unpacked; a change of WANTED fetches again
+    if marker.exists() and marker.read_text() == f"{VERSION} {WANTED}":
         return 0
     try:
         with urllib.request.urlopen(URL, timeout=60) as response:
@@ -53,6 +60,7 @@ def main() -> int:
                 source = tar.extractfile(member)
                 assert source is not None
                 path.write_bytes(source.read())
+    marker.write_text(f"{VERSION} {WANTED}")
     print(f"MathJax {VERSION} is in {TARGET.relative_to(ROOT)}")
     return 0
 
