@@ -36,6 +36,27 @@ def _notebook_pages() -> list[Path]:
     return [ROOT / f"{page}.ipynb" for page in _toc_files() if (ROOT / f"{page}.ipynb").exists()]
 
 
+# One chapter per architecture of the course, in the order of the lectures.
+CHAPTERS = (
+    "rise", "alexnet", "vgg", "nin", "googlenet", "batchnorm", "resnet", "resnet_views",
+    "resnext", "densenet", "nas", "efficientnet", "efficiency",
+)  # fmt: skip
+
+
+def test_every_chapter_is_in_the_book_in_order_and_ends_with_exercises_that_name_a_lab():
+    pages = _toc_files()
+    positions = [pages.index(f"book/{name}") for name in CHAPTERS]  # ValueError names a gap
+    assert positions == sorted(positions), "chapters out of lecture order"
+    for name in CHAPTERS:
+        notebook = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)
+        text = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+        lines = text.splitlines()
+        starts = [i for i, line in enumerate(lines) if line.startswith("## Exercises")]
+        assert starts, f"{name}: no Exercises section"
+        tail = "\n".join(lines[starts[-1] :])
+        assert "<lab-" in tail, f"{name}: the exercises do not point to a lab"
+
+
 def test_book_config_builds_only_the_toc_and_never_labs_or_solutions():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["only_build_toc_files"] is True
