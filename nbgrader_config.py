@@ -1,0 +1,30 @@
+"""nbgrader configuration of the course: run nbgrader commands from this folder.
+
+solutions/<lab>/   the instructors' notebooks (solutions, public and hidden tests)
+labs/<lab>/        what students receive (`nbgrader generate_assignment <lab>` writes it)
+submitted/, autograded/, feedback/, gradebook.db   made while grading; never committed
+"""
+
+c = get_config()  # noqa: F821 (nbgrader provides get_config when it reads this file)
+
+c.CourseDirectory.course_id = "convlab"
+c.CourseDirectory.root = "."
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "labs"
+# autograde copies every file of solutions/<lab>/ over the student's submission, so no
+# checkpoint may live there: the instructors' reference checkpoints are in checkpoints/<lab>/.
+
+# A student who deleted or moved a graded cell gets it back, so the tests still run.
+c.OverwriteCells.add_missing_cells = True
+
+# Grading runs on CPU: a lab's heaviest cell (evaluating the submitted weights on the held-out
+# test split) takes well under a minute on two cores; five minutes leaves room for slow machines.
+c.Execute.timeout = 300
+c.Execute.interrupt_on_timeout = True
+
+# Warnings that PyTorch prints on stderr (a deprecation, a CPU-only notice) never cost points:
+# nbgrader scores a test cell with stderr output as failed unless the output is removed first.
+c.IgnorePattern.pattern = r"(?m)^\S.*:\d+: \w*Warning: "
+c.IgnorePattern.enabled = True
+
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
