@@ -54,6 +54,11 @@ Schedule = str | Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler
 OptimizerFactory = Callable[[Iterable[dict[str, Any]]], torch.optim.Optimizer]
 
 
+# Peak learning rate of SGD under one-cycle for the course's batch-normalized networks at batch
+# sizes 128-512 (the recipes in convlab.recipes use 0.1-0.2).
+DEFAULT_LR = 0.1
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, unfinished or from different settings."""
 
@@ -71,7 +76,7 @@ def fit(
     data: ImageData,
     epochs: int,
     *,
-    lr: float = 0.1,
+    lr: float | None = None,
     momentum: float = 0.9,
     nesterov: bool = True,
     weight_decay: float = 5e-4,
@@ -96,7 +101,9 @@ def fit(
         model: the network; its output must have ``data.num_classes`` logits.
         data: an :class:`~convlab.data.ImageData` (``convlab.data.cifar10()``, ...).
         epochs: passes over the training set.
-        lr: peak learning rate (one-cycle), or the starting one (cosine, constant).
+        lr: peak learning rate (one-cycle), or the starting one (cosine, constant); by default
+            0.1 for SGD, or the learning rate the ``optimizer`` function set. When given, it
+            replaces the optimizer's own.
         momentum: SGD momentum.
         nesterov: Nesterov momentum.
         weight_decay: L2 penalty on weights (parameters with more than one dimension).
@@ -148,7 +155,15 @@ def fit(
         DistributedDataParallel(model, device_ids=world.device_ids) if world.active else model
     )
     groups = _param_groups(model, weight_decay)
-    opt = optimizer(groups) if optimizer else _sgd(groups, lr, momentum, nesterov, fused=cuda)
+    if optimizer is None:
+        lr = DEFAULT_LR if lr is None else lr
+        opt: torch.optim.Optimizer = _sgd(groups, lr, momentum, nesterov, fused=cuda)
+    else:
+        opt = optimizer(groups)
+        if lr is None:  # the optimizer's own, which the schedule then starts from or peaks at
+            lr = float(opt.param_groups[0]["lr"])
+        for group in opt.param_groups:
+            group["lr"] = lr
     sched = _scheduler(schedule, opt, lr, epochs * steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)

@@ -407,3 +407,18 @@ def test_progress_bar_is_shown(digits, capsys):
     fit(small_net(), digits, 1, progress=True)
     err = capsys.readouterr().err
     assert f"{len(digits.train)}/{len(digits.train)}" in err and "test=" in err
+
+
+def test_learning_rate_of_an_optimizer_function_is_kept_unless_lr_is_given(digits):
+    made = []
+
+    def adam(groups):
+        made.append(torch.optim.Adam(groups, lr=3e-3))
+        return made[-1]
+
+    fit(small_net(), digits, 1, optimizer=adam, progress=False)  # one-cycle peaks at Adam's
+    assert {g["max_lr"] for g in made[-1].param_groups} == {3e-3}
+    fit(small_net(), digits, 1, optimizer=adam, lr=0.02, progress=False)  # lr= replaces it
+    assert {g["max_lr"] for g in made[-1].param_groups} == {0.02}
+    fit(small_net(), digits, 1, optimizer=adam, schedule="cosine", progress=False)
+    assert {g["initial_lr"] for g in made[-1].param_groups} == {3e-3}
