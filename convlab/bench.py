@@ -46,6 +46,7 @@ from convlab import models
 from convlab.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, ImageData, Loader, synthetic
 from convlab.device import default_device
 from convlab.models.lenet import lenet5
+from convlab.recipes import cpu_name
 from convlab.train import fit
 
 __all__ = [
@@ -788,16 +789,6 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info(device: torch.device) -> dict[str, Any]:
     """What a benchmark figure must be printed beside: machine, versions, date.
 
@@ -810,14 +801,12 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cuda = torch.cuda.is_available()
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_name(),
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else _cpu_model(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "cuda_available": cuda,
         "platform": platform.platform(),

@@ -30,7 +30,7 @@ from convlab import data as datasets
 from convlab import models
 from convlab.train import fit
 
-__all__ = ["RECIPES", "Recipe", "machine", "record", "recorded", "run"]
+__all__ = ["RECIPES", "Recipe", "cpu_name", "machine", "record", "recorded", "run"]
 
 RECORD_FILE = "recipes.json"
 
@@ -196,7 +196,7 @@ def machine() -> dict[str, Any]:
     return {
         "machine": {
             "device": device,
-            "cpu": _cpu_name(),
+            "cpu": cpu_name(),
             "cores": os.cpu_count(),
             "platform": platform.platform(terse=True),
         },
@@ -208,7 +208,8 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The processor's model name as the operating system reports it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
