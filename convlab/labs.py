@@ -29,6 +29,7 @@ between. A mode without a recorded run has no thresholds (full mode until a GPU 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import sys
@@ -60,6 +61,7 @@ __all__ = [
     "quick_mode",
     "record_reference",
     "recorded",
+    "register",
     "start",
     "thresholds",
 ]
@@ -67,30 +69,6 @@ __all__ = [
 RECORD_FILE = "labs.json"
 QUICK_ENV = "CONVLAB_QUICK"
 DATA_ENV = "CONVLAB_DATA"
-
-# Lab 1 trains a narrow VGG: three blocks (16 px digits -> 2x2 maps), global average pooling and
-# a 128-unit classifier; 86,346 parameters, so a CPU trains it in seconds.
-VGG_LAB_STAGES = ((1, 16), (1, 32), (2, 64))
-VGG_LAB_HIDDEN = 128
-
-
-def _default_init(model: nn.Module) -> nn.Module:
-    """PyTorch's default initialization, as a student's freshly built layers have."""
-    for module in model.modules():
-        if module is not model and hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-    return model
-
-
-def _vgg_lab_reference(num_classes: int, in_channels: int) -> nn.Module:
-    model = VGG(
-        VGG_LAB_STAGES,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        pooled_size=1,
-        hidden_features=VGG_LAB_HIDDEN,
-    )
-    return _default_init(model)
 
 
 @dataclass(frozen=True)
@@ -129,14 +107,154 @@ class LabSettings:
     adamw: bool = False
 
 
-LABS: dict[str, LabSettings] = {
-    s.name: s
-    for s in (
-        LabSettings("lab1_vgg", _vgg_lab_reference, quick_epochs=8, quick_lr=3e-3, quick_size=16,
-                    quick_batch_size=64, data="fashion_mnist", epochs=10, lr=3e-3,
-                    batch_size=256, adamw=True),
+LABS: dict[str, LabSettings] = {}
+
+
+def register(settings: LabSettings) -> LabSettings:
+    """Add a lab to :data:`LABS` (each lab's section below calls it once)."""
+    if settings.name in LABS:
+        raise ValueError(f"lab {settings.name!r} is registered twice")
+    LABS[settings.name] = settings
+    return settings
+
+
+# ----------------------------------------------------------------------------------------------
+# The labs' networks and training settings, one section per lab. A section defines the
+# constants its notebook imports and the reference network that record_reference trains.
+
+
+def _default_init(model: nn.Module) -> nn.Module:
+    """PyTorch's default initialization, as a student's freshly built layers have."""
+    for module in model.modules():
+        if module is not model and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return model
+
+
+# -- lab1_vgg ---------------------------------------------------------------------------------
+# Lab 1 trains a narrow VGG: three blocks (16 px digits -> 2x2 maps), global average pooling and
+# a 128-unit classifier; 86,346 parameters, so a CPU trains it in seconds.
+VGG_LAB_STAGES = ((1, 16), (1, 32), (2, 64))
+VGG_LAB_HIDDEN = 128
+
+
+def _vgg_lab_reference(num_classes: int, in_channels: int) -> nn.Module:
+    model = VGG(
+        VGG_LAB_STAGES,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        pooled_size=1,
+        hidden_features=VGG_LAB_HIDDEN,
     )
-}  # fmt: skip
+    return _default_init(model)
+
+
+register(
+    LabSettings("lab1_vgg", _vgg_lab_reference, quick_epochs=8, quick_lr=3e-3, quick_size=16,
+                quick_batch_size=64, data="fashion_mnist", epochs=10, lr=3e-3,
+                batch_size=256, adamw=True)
+)  # fmt: skip
+
+# -- lab2_nin -------------------------------------------------------------------------------
+# (section of lab2_nin)
+
+# -- lab3_batchnorm -------------------------------------------------------------------------
+# (section of lab3_batchnorm)
+
+# -- lab4_resnet ----------------------------------------------------------------------------
+# (section of lab4_resnet)
+
+# -- lab5_resnext ---------------------------------------------------------------------------
+# (section of lab5_resnext)
+
+# -- lab6_densenet --------------------------------------------------------------------------
+# (section of lab6_densenet)
+
+# -- lab7_efficientnet ----------------------------------------------------------------------
+# Lab 7 writes MBConv, compound scaling, EfficientNet-B0 from its table, FLOP counts and a small
+# MnasNet-style search. Its stage tables are tuples (expand_ratio, kernel_size, stride,
+# out_channels, num_layers): the columns of Table 1 of Tan and Le (2019) without the stage number.
+from convlab import layers as _layers  # noqa: E402 (this section's own imports)
+from convlab.models import efficientnet as _efficientnet  # noqa: E402
+
+# The trained network: 16 px digits with a stride-1 stem, two stride-2 stages -> 4x4 maps.
+EFFICIENTNET_LAB_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2))
+EFFICIENTNET_LAB_STEM = 16
+EFFICIENTNET_LAB_HEAD = 128
+# The search's skeleton: two one-block stages whose kernel sizes and expand ratios are searched.
+EFFICIENTNET_SEARCH_STAGES = ((6, 3, 2, 24, 1), (6, 3, 2, 40, 1))
+
+
+def mbconv_table(stages: Sequence[Sequence[int]]) -> tuple[_efficientnet.MBConvStage, ...]:
+    """Lab 7's rows ``(expand_ratio, kernel_size, stride, out_channels, num_layers)`` as
+    convlab's :class:`~convlab.models.efficientnet.MBConvStage` (stages numbered from 2)."""
+    return tuple(_efficientnet.MBConvStage(i + 2, *row) for i, row in enumerate(stages))
+
+
+def efficientnet_from_table(
+    stages: Sequence[Sequence[int]],
+    *,
+    width_mult: float = 1.0,
+    depth_mult: float = 1.0,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    small_input: bool = False,
+    stem_channels: int = 32,
+    head_channels: int = 1280,
+    dropout: float = 0.2,
+) -> nn.Sequential:
+    """The network lab 7 asks for, from convlab's own blocks, flat, in the student's layer order.
+
+    Stem (3x3 ConvBNAct with SiLU, stride 2 or 1 with ``small_input``), the scaled stages of
+    :class:`~convlab.models.efficientnet.MBConv` (SE ratio 0.25, no stochastic depth), 1x1 head
+    ConvBNAct, global average pooling, flatten, dropout, linear. Stem and head widths are scaled
+    like the stages. With B0's table and the defaults it computes what ``efficientnet_b0`` does
+    in evaluation mode (same weights in the same order).
+    """
+    rows = _efficientnet.scale_stages(mbconv_table(stages), width_mult, depth_mult)
+    stem = _efficientnet.scale_width(stem_channels, width_mult)
+    head = _efficientnet.scale_width(head_channels, width_mult)
+    model = nn.Sequential(
+        _layers.ConvBNAct(in_channels, stem, 3, 1 if small_input else 2, activation=nn.SiLU),
+        *_efficientnet.mbconv_stages(rows, stem),
+        _layers.ConvBNAct(rows[-1].out_channels, head, 1, activation=nn.SiLU),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(head, num_classes),
+    )
+    _efficientnet.init_weights(model)
+    return model
+
+
+def _efficientnet_lab_reference(num_classes: int, in_channels: int) -> nn.Module:
+    model = efficientnet_from_table(
+        EFFICIENTNET_LAB_STAGES,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        small_input=True,
+        stem_channels=EFFICIENTNET_LAB_STEM,
+        head_channels=EFFICIENTNET_LAB_HEAD,
+    )
+    return _default_init(model)
+
+
+__all__ += [
+    "EFFICIENTNET_LAB_HEAD",
+    "EFFICIENTNET_LAB_STAGES",
+    "EFFICIENTNET_LAB_STEM",
+    "EFFICIENTNET_SEARCH_STAGES",
+    "efficientnet_from_table",
+    "mbconv_table",
+]
+
+register(
+    LabSettings("lab7_efficientnet", _efficientnet_lab_reference, quick_epochs=10, quick_lr=3e-3,
+                quick_size=16, quick_batch_size=64, data="fashion_mnist", epochs=10, lr=3e-3,
+                batch_size=256, resize=32, adamw=True)
+)  # fmt: skip
+
+# -- end of the labs' sections ----------------------------------------------------------------
 
 
 def quick_mode() -> bool:
@@ -383,9 +501,11 @@ def record_reference(
         **machine(),
     }
     file = Path(path) if path else _record_path()
-    table = json.loads(file.read_text()) if file.exists() else {}
-    table.setdefault(lab, {})["quick" if quick else "full"] = entry
-    file.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    with open(file.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two labs recorded at once must not drop each other
+        table = json.loads(file.read_text()) if file.exists() else {}
+        table.setdefault(lab, {})["quick" if quick else "full"] = entry
+        file.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
     return entry
 
 

@@ -1,19 +1,19 @@
-"""The nbgrader labs, graded end to end in a temporary course directory.
+"""The nbgrader labs, graded end to end in a temporary course directory, one per lab.
 
-For lab 1: ``nbgrader generate_assignment`` reproduces ``labs/`` exactly (cell sources) and
-leaves no solution or hidden test in it; autograding gives the solution full marks, the
-unanswered release zero without crashing, and realistic wrong answers lose points with a
-message that names the mistake. The solution's checkpoint comes from running the solution
-notebook as a student would (quick mode, on the CPU).
+For every lab of solutions/ (its expectations in tests/labcases/<lab>.py):
+``nbgrader generate_assignment`` reproduces ``labs/`` exactly and leaves no solution or hidden
+test in it; autograding gives the solution full marks, the unanswered release zero without
+crashing, and realistic wrong answers lose points with a message that names the mistake;
+``nbgrader export`` writes the grades to CSV. The solution's checkpoint comes from running the
+solution notebook as a student would (quick mode, on the CPU). A mutation test shows that the
+tests catch mechanical changes to every solution.
 """
 
 from __future__ import annotations
 
+import csv
 import os
-import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,142 +22,117 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbgrader")
 
-ROOT = Path(__file__).resolve().parents[1]
-LAB = "lab1_vgg"
-LAB1_POINTS = 11.0
+import labkit  # noqa: E402 (after the skips: it needs nbformat)
+from labkit import ROOT, LabCase, environment, nbgrader, read  # noqa: E402
 
-# one worker makes the course directory and grades it once for every test
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("labs")]
+LABS = labkit.lab_names()
 
-# Wrong answers a student could hand in: (name, text in the solution, replacement, the failing
-# test cells, the cell whose message is read, what that message must contain).
-MISTAKES = [
-    (
-        "no_relu",
-        "        layers.append(nn.ReLU())\n    layers.append(nn.MaxPool2d",
-        "    layers.append(nn.MaxPool2d",
-        {"test_vgg_block_function"},
-        "test_vgg_block_function",
-        "activation (relu) missing",
-    ),
-    (
-        "pool_stride_1",
-        "nn.MaxPool2d(kernel_size=2, stride=2)",
-        "nn.MaxPool2d(kernel_size=2, stride=1)",
-        {"test_vgg_block_shape", "test_vgg_block_function"},
-        "test_vgg_block_shape",
-        "pooling layer is missing",
-    ),
-    (
-        "no_padding",
-        "kernel_size=3, padding=1)",
-        "kernel_size=3)",
-        {"test_vgg_block_shape", "test_vgg_block_function"},
-        "test_vgg_block_shape",
-        "padding=1 for 3x3",
-    ),
-]
-
-
-def environment() -> dict[str, str]:
-    env = dict(os.environ)
-    # nbgrader runs `alembic` from PATH; the kernel must see quick mode
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["CONVLAB_QUICK"] = "1"
-    env.pop("NBGRADER_EXECUTION", None)
-    return env
-
-
-def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args],
-        cwd=course,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
-def sources(path: Path) -> list[tuple[str, str]]:
-    notebook = nbformat.read(path, as_version=4)
-    return [(cell.cell_type, cell.source) for cell in notebook.cells]
+# one worker makes a lab's course directory and grades it once for all of that lab's tests
+pytestmark = pytest.mark.slow
+per_lab = pytest.mark.parametrize(
+    "case", [pytest.param(lab, marks=pytest.mark.xdist_group(lab)) for lab in LABS], indirect=True
+)
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory) -> Path:
-    course = tmp_path_factory.mktemp("course")
+def case(request) -> LabCase:
+    return labkit.load_case(request.param)
+
+
+def sources(path: Path) -> list[tuple[str, str, dict]]:
+    return [
+        (cell.cell_type, cell.source, cell.metadata.get("nbgrader", {}))
+        for cell in read(path).cells
+    ]
+
+
+def test_every_lab_has_a_case_file_and_a_release():
+    assert LABS, "solutions/ holds no lab"
+    for lab in LABS:
+        labkit.load_case(lab)
+        assert labkit.release_path(lab).exists(), f"run: nbgrader generate_assignment {lab}"
+    released = sorted(p.name for p in (ROOT / "labs").iterdir() if p.is_dir())
+    assert released == LABS, "labs/ and solutions/ hold different labs"
+
+
+@pytest.fixture(scope="module")
+def course(case, tmp_path_factory) -> Path:
+    course = tmp_path_factory.mktemp(f"course_{case.name}")
     shutil.copy(ROOT / "nbgrader_config.py", course)
     shutil.copytree(ROOT / "solutions", course / "solutions")
-    nbgrader(course, "generate_assignment", LAB, "--force")
+    nbgrader(course, "generate_assignment", case.name, "--force")
     return course
 
 
-def test_release_is_what_generate_assignment_makes(course):
-    made = course / "labs" / LAB / f"{LAB}.ipynb"
-    committed = ROOT / "labs" / LAB / f"{LAB}.ipynb"
-    assert committed.exists(), f"run: nbgrader generate_assignment {LAB} --force"
+@per_lab
+def test_release_is_what_generate_assignment_makes(case, course):
+    made = labkit.release_path(case.name, course)
+    committed = labkit.release_path(case.name)
     assert sources(made) == sources(committed), (
-        f"labs/{LAB} is out of date: nbgrader generate_assignment {LAB} --force"
+        f"labs/{case.name} is out of date: nbgrader generate_assignment {case.name} --force"
     )
-    assert sorted(p.name for p in made.parent.iterdir()) == [f"{LAB}.ipynb"]
+    assert sorted(p.name for p in made.parent.iterdir()) == [made.name]
 
 
-def test_release_holds_no_solution_and_no_hidden_test(course):
-    text = "\n".join(source for _, source in sources(ROOT / "labs" / LAB / f"{LAB}.ipynb"))
-    for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "_expected_rows"):
+@per_lab
+def test_release_holds_no_solution_and_no_hidden_test(case):
+    text = "\n".join(source for _, source, _ in sources(labkit.release_path(case.name)))
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS"):
         assert marker not in text
-    solution = "\n".join(source for _, source in sources(ROOT / "solutions" / LAB / f"{LAB}.ipynb"))
-    hidden = re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", solution, re.S)
-    answers = re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", solution, re.S)
-    assert len(hidden) == 5 and len(answers) == 4
-    lines = {line.strip() for block in hidden + answers for line in block.splitlines()}
-    lines -= {"", "return rows", "layers = []", ")"}
-    assert not [line for line in lines if line in text.splitlines() or f"    {line}" in text]
-    assert text.count("raise NotImplementedError()") == 4
+    secret = labkit.secret_lines(case.name)
+    assert secret, "the solution notebook has no solution or hidden-test lines"
+    released = {line.strip() for line in text.splitlines()}
+    assert not secret & released, sorted(secret & released)
+    solution = "\n".join(source for _, source, _ in sources(labkit.solution_path(case.name)))
+    assert text.count("raise NotImplementedError()") >= len(labkit.SOLUTION.findall(solution)) - (
+        solution.count("= None  # replace")
+    )
 
 
-def submit(course: Path, student: str, notebook, checkpoint: Path | None) -> None:
-    folder = course / "submitted" / student / LAB
+def submit(course: Path, lab: str, student: str, notebook, checkpoint: Path | None) -> None:
+    folder = course / "submitted" / student / lab
     folder.mkdir(parents=True)
-    nbformat.write(notebook, folder / f"{LAB}.ipynb")
+    nbformat.write(notebook, folder / f"{lab}.ipynb")
     if checkpoint is not None:
         shutil.copy(checkpoint, folder / checkpoint.name)
 
 
-@pytest.fixture(scope="module")
-def graded(course, tmp_path_factory):
-    """Autograde the solution, the blank release and the mistakes; grades per cell and timing."""
+def train_as_a_student(case: LabCase, course: Path, work: Path) -> Path:
+    """Run the solution notebook in quick mode; the checkpoint it writes."""
     from nbclient import NotebookClient
 
-    solution = nbformat.read(course / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
-    # Train as a student would: run the solution notebook in quick mode, keep its checkpoint.
-    work = tmp_path_factory.mktemp("student")
-    run = nbformat.read(course / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
+    notebook = read(labkit.solution_path(case.name, course))
     previous = dict(os.environ)
-    os.environ.update(CONVLAB_QUICK="1")
-    os.environ.pop("NBGRADER_EXECUTION", None)
+    os.environ.clear()
+    os.environ.update(environment())
     try:
-        NotebookClient(run, timeout=600, resources={"metadata": {"path": str(work)}}).execute()
+        NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(work)}}).execute()
     finally:
         os.environ.clear()
         os.environ.update(previous)
-    checkpoint = work / f"{LAB}.pt"
-    assert checkpoint.exists()
+    checkpoint = work / f"{case.name}.pt"
+    assert checkpoint.exists(), f"running {case.name} wrote no {checkpoint.name}"
+    return checkpoint
 
-    submit(course, "solution", solution, checkpoint)
-    submit(course, "blank", nbformat.read(course / "labs" / LAB / f"{LAB}.ipynb", 4), None)
-    for name, old, new, *_ in MISTAKES:
-        wrong = nbformat.read(course / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
-        cell = next(c for c in wrong.cells if old in c.source)
-        cell.source = cell.source.replace(old, new)
-        submit(course, name, wrong, checkpoint)
-    students = ["solution", "blank"] + [m[0] for m in MISTAKES]
+
+@pytest.fixture(scope="module")
+def graded(case, course, tmp_path_factory):
+    """Autograde the solution, the blank release and the mistakes; grades per cell and timing."""
+    lab = case.name
+    checkpoint = train_as_a_student(case, course, tmp_path_factory.mktemp(f"student_{lab}"))
+    submit(course, lab, "solution", read(labkit.solution_path(lab, course)), checkpoint)
+    submit(course, lab, "blank", read(labkit.release_path(lab, course)), None)
+    for mistake in case.mistakes:
+        wrong = read(labkit.solution_path(lab, course))
+        cells = [c for c in wrong.cells if mistake.old in c.source]
+        assert len(cells) == 1, f"{mistake.name}: its text is in {len(cells)} cells, not one"
+        assert cells[0].source.count(mistake.old) == 1, f"{mistake.name}: text occurs twice"
+        cells[0].source = cells[0].source.replace(mistake.old, mistake.new)
+        submit(course, lab, mistake.name, wrong, checkpoint)
+    students = ["solution", "blank"] + [m.name for m in case.mistakes]
 
     begin = time.perf_counter()
-    nbgrader(course, "autograde", LAB)
+    nbgrader(course, "autograde", lab)
     seconds_each = (time.perf_counter() - begin) / len(students)
 
     from nbgrader.api import Gradebook
@@ -165,16 +140,16 @@ def graded(course, tmp_path_factory):
     grades: dict[str, dict[str, float]] = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         for student in students:
-            notebook = gradebook.find_submission_notebook(LAB, LAB, student)
+            notebook = gradebook.find_submission_notebook(lab, lab, student)
             grades[student] = {g.name: g.score for g in notebook.grades}
             grades[student]["total"] = notebook.score
-    print(f"autograde: {seconds_each:.1f} s per submission ({len(students)} submissions)")
-    return course, grades, seconds_each
+    print(f"{lab} autograde: {seconds_each:.1f} s per submission ({len(students)} submissions)")
+    return grades, seconds_each
 
 
-def outputs(course: Path, student: str) -> dict[str, str]:
+def outputs(course: Path, lab: str, student: str) -> dict[str, str]:
     """Text of every graded cell's outputs in a student's autograded notebook."""
-    notebook = nbformat.read(course / "autograded" / student / LAB / f"{LAB}.ipynb", 4)
+    notebook = read(course / "autograded" / student / lab / f"{lab}.ipynb")
     found = {}
     for cell in notebook.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -187,27 +162,67 @@ def outputs(course: Path, student: str) -> dict[str, str]:
     return found
 
 
-def test_solution_gets_full_marks(graded):
-    _, grades, _ = graded
-    assert grades["solution"]["total"] == LAB1_POINTS, grades["solution"]
+@per_lab
+def test_solution_gets_full_marks(case, graded):
+    grades, _ = graded
+    assert grades["solution"]["total"] == case.points, grades["solution"]
 
 
-def test_unanswered_release_gets_zero_without_crashing(graded):
-    course, grades, _ = graded
+@per_lab
+def test_unanswered_release_gets_zero_without_crashing(case, course, graded):
+    grades, _ = graded
     assert grades["blank"]["total"] == 0, grades["blank"]
-    assert "NotImplementedError" in outputs(course, "blank")["test_vgg_block_shape"]
+    texts = outputs(course, case.name, "blank")
+    assert any("NotImplementedError" in text for text in texts.values()), texts
 
 
-@pytest.mark.parametrize(("name", "failing", "cell", "message"), [(m[0], *m[3:]) for m in MISTAKES])
-def test_wrong_vgg_blocks_lose_points_with_a_message(graded, name, failing, cell, message):
-    course, grades, _ = graded
-    lost = {cell for cell, score in grades[name].items() if cell != "total" and score == 0}
-    assert failing <= lost, grades[name]
-    assert grades[name]["total"] < LAB1_POINTS
-    text = outputs(course, name)[cell]
-    assert message in text.lower(), text
+@per_lab
+def test_wrong_answers_lose_points_with_a_message(case, course, graded):
+    grades, _ = graded
+    assert len(case.mistakes) >= 2, f"{case.name}: write at least two realistic mistakes"
+    for mistake in case.mistakes:
+        lost = {cell for cell, score in grades[mistake.name].items() if score == 0}
+        assert mistake.failing <= lost, (mistake.name, grades[mistake.name])
+        assert grades[mistake.name]["total"] < case.points, mistake.name
+        text = outputs(course, case.name, mistake.name)[mistake.cell]
+        assert mistake.message in text.lower(), (mistake.name, text)
 
 
+@per_lab
+def test_export_writes_every_grade_to_csv(case, course, graded):
+    grades, _ = graded
+    nbgrader(course, "export", "--to", "grades.csv")
+    with open(course / "grades.csv", newline="") as file:
+        rows = [row for row in csv.DictReader(file) if row["assignment"] == case.name]
+    assert sorted(row["student_id"] for row in rows) == sorted(grades)
+    for row in rows:
+        assert float(row["max_score"]) == case.points
+        assert float(row["raw_score"]) == pytest.approx(grades[row["student_id"]]["total"])
+
+
+@per_lab
 def test_autograding_one_submission_takes_under_a_minute(graded):
-    _, _, seconds_each = graded
+    _, seconds_each = graded
     assert seconds_each < 60
+
+
+@per_lab
+def test_every_mutant_of_the_solution_loses_points(case, monkeypatch, tmp_path):
+    """Mutation test of the tests: each mechanical change to a solution fails a test cell."""
+    monkeypatch.setenv("CONVLAB_QUICK", "1")
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.chdir(tmp_path)
+    notebook = read(labkit.solution_path(case.name))
+    assert labkit.failing_tests(notebook, case) == {}, "the solution itself fails a test"
+    found = labkit.mutants(notebook)
+    assert found, "no mutants: the solution notebook has no solution regions"
+    equivalent = {(e.cell, e.mutant) for e in case.equivalent}
+    survivors = set()
+    for mutant in found:
+        if not labkit.failing_tests(notebook, case, {mutant.cell: mutant.source}):
+            survivors.add((mutant.grade_id, mutant.description))
+    assert survivors - equivalent == set(), (
+        f"{len(survivors - equivalent)} of {len(found)} mutants pass every test: "
+        f"{sorted(survivors - equivalent)}"
+    )
+    assert equivalent <= survivors, f"listed as equivalent but caught: {equivalent - survivors}"

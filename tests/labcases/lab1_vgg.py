@@ -1,0 +1,34 @@
+"""Lab 1 (VGG): what grading it must give."""
+
+from labkit import LabCase, Mistake
+
+CASE = LabCase(
+    name="lab1_vgg",
+    points=11,
+    mistakes=(
+        Mistake(
+            "no_relu",
+            "        layers.append(nn.ReLU())\n    layers.append(nn.MaxPool2d",
+            "    layers.append(nn.MaxPool2d",
+            failing=frozenset({"test_vgg_block_function"}),
+            cell="test_vgg_block_function",
+            message="activation (relu) missing",
+        ),
+        Mistake(
+            "pool_stride_1",
+            "nn.MaxPool2d(kernel_size=2, stride=2)",
+            "nn.MaxPool2d(kernel_size=2, stride=1)",
+            failing=frozenset({"test_vgg_block_shape", "test_vgg_block_function"}),
+            cell="test_vgg_block_shape",
+            message="pooling layer is missing",
+        ),
+        Mistake(
+            "no_padding",
+            "kernel_size=3, padding=1)",
+            "kernel_size=3)",
+            failing=frozenset({"test_vgg_block_shape", "test_vgg_block_function"}),
+            cell="test_vgg_block_shape",
+            message="padding=1 for 3x3",
+        ),
+    ),
+)
