@@ -14,7 +14,6 @@ import contextlib
 import importlib.util
 import io
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import publish  # noqa: E402 (tools/ is not a package)
+
 CASES = Path(__file__).resolve().parent / "labcases"
 
-SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
-HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
+SOLUTION = publish.SOLUTION
 # cells the in-process runs leave out: training, and grading what training produced
 TRAINING_MARKERS = ("lab.train(", "accuracy_points(")
 
@@ -145,21 +146,9 @@ def release_path(lab: str, root: Path = ROOT) -> Path:
     return root / "labs" / lab / f"{lab}.ipynb"
 
 
-def secret_lines(lab: str) -> set[str]:
-    """Lines of a lab's solutions and hidden tests that its public cells do not also contain.
-
-    Short lines (``)``, ``return x``) say nothing about the answer and are left out.
-    """
-    text = "\n".join(cell.source for cell in read(solution_path(lab)).cells)
-    regions = SOLUTION.findall(text) + HIDDEN.findall(text)
-    public = SOLUTION.sub("", HIDDEN.sub("", text))
-    public_lines = {line.strip() for line in public.splitlines()}
-    return {
-        line.strip()
-        for region in regions
-        for line in region.splitlines()
-        if len(line.strip()) >= 16 and line.strip() not in public_lines
-    }
+def secrets(lab: str) -> set[tuple[str, ...]]:
+    """Fingerprints of a lab's solutions and hidden tests (see tools/publish.py)."""
+    return publish.secrets(solution_path(lab))
 
 
 # ----------------------------------------------------------------------------------------------

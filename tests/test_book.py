@@ -15,6 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+import publish  # noqa: E402
 import stamp_notebooks  # noqa: E402
 
 ARTIFACTS = Path(os.environ.get("CONVLAB_ARTIFACTS", ROOT / "test-artifacts"))
@@ -82,6 +83,19 @@ def test_every_notebook_installs_convlab_from_the_one_repository_address():
     assert f"git+{url}" in first.source and "remove-cell" in first.metadata["tags"]
 
 
+def test_labs_page_opens_every_released_lab_in_colab():
+    url = stamp_notebooks.repository_url()
+    assert not stamp_notebooks.stamp_labs_page(ROOT, url, write=False), "run `make stamp`"
+    text = (ROOT / "book" / "labs.md").read_text()
+    released = sorted((ROOT / "labs").glob("lab*/lab*.ipynb"))
+    assert released, "labs/ holds no released lab"
+    for notebook in released:
+        link = stamp_notebooks.colab_url(url, "main", notebook.relative_to(ROOT).as_posix())
+        assert text.count(f"[Open in Colab]({link})") == 1, f"{notebook.stem}: no Colab link"
+    links = [line for line in text.splitlines() if "colab.research.google.com" in line]
+    assert len(links) == len(released), "a Colab link points at a lab that is not released"
+
+
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The book built from scratch with warnings as errors; the HTML folder."""
@@ -112,6 +126,35 @@ def test_book_builds_with_warnings_as_errors(built_book: Path):
     assert not [p for p in built if p.startswith(("labs/", "solutions/", "tests/"))]
     # executed: the quick-start page shows the summary's totals, produced at build time
     assert "Parameters:" in (built_book / "book" / "quickstart.html").read_text()
+
+
+@pytest.mark.slow
+def test_the_built_book_holds_no_solution_and_no_hidden_test(built_book: Path):
+    import html
+    import re
+
+    secret = publish.all_secrets()
+    assert secret, "no lab has solution lines: this test would have nothing to find"
+    leaks = []
+    for path in built_book.rglob("*"):
+        if path.suffix in {".html", ".ipynb", ".txt", ".py", ".js"} and path.is_file():
+            text = path.read_text(errors="replace")
+            if path.suffix == ".html":  # code is split into highlighting spans
+                text = html.unescape(re.sub(r"<[^>]+>", "", text))
+            leaks += [f"{path.relative_to(built_book)}: {w}" for w in publish.quoted(text, secret)]
+    assert not leaks, leaks
+
+
+def test_the_scan_for_solutions_finds_one_in_highlighted_html():
+    import html
+    import re
+
+    secret = publish.all_secrets()
+    planted = "\n".join(next(iter(sorted(secret))))
+    page = "<pre>" + "\n".join(
+        f"<span class='n'>{html.escape(x)}</span>" for x in planted.split("\n")
+    )
+    assert publish.quoted(html.unescape(re.sub(r"<[^>]+>", "", page)), secret)
 
 
 def _chromium() -> str:

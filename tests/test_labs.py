@@ -79,10 +79,9 @@ def test_release_holds_no_solution_and_no_hidden_test(case):
     text = "\n".join(source for _, source, _ in sources(labkit.release_path(case.name)))
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS"):
         assert marker not in text
-    secret = labkit.secret_lines(case.name)
+    secret = labkit.secrets(case.name)
     assert secret, "the solution notebook has no solution or hidden-test lines"
-    released = {line.strip() for line in text.splitlines()}
-    assert not secret & released, sorted(secret & released)
+    assert not labkit.publish.quoted(text, secret), labkit.publish.quoted(text, secret)
     solution = "\n".join(source for _, source, _ in sources(labkit.solution_path(case.name)))
     assert text.count("raise NotImplementedError()") >= len(labkit.SOLUTION.findall(solution)) - (
         solution.count("= None  # replace")

@@ -1,0 +1,64 @@
+"""tools/publish.py: the students' copy holds the book, the released labs and convlab, and no
+solution, hidden test or grading file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import publish  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory) -> Path:
+    destination = tmp_path_factory.mktemp("public")
+    (destination / ".git").mkdir()  # a clone of the public repository keeps its history
+    (destination / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (destination / "stale.txt").write_text("removed from the course since the last publish")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "publish.py"), str(destination)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return destination
+
+
+def test_students_get_book_labs_and_library_but_no_instructor_files(published):
+    files = {p.relative_to(published).as_posix() for p in published.rglob("*") if p.is_file()}
+    assert not [f for f in files if f.startswith(("solutions/", "tests/", ".ci/"))]
+    assert "nbgrader_config.py" not in files and "tools/publish.py" not in files
+    assert "stale.txt" not in files and ".git/HEAD" in files
+    for needed in ("_config.yml", "_toc.yml", "book/labs.md", "convlab/check.py", "pyproject.toml"):
+        assert needed in files
+    released = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("labs/*/*.ipynb"))
+    assert released and all(f in files for f in released)
+    for lab in released:
+        assert (published / lab).read_bytes() == (ROOT / lab).read_bytes()
+    readme = (published / "README.md").read_text()
+    assert "Open in Colab" in readme and "instructor" not in readme.lower()
+
+
+def test_no_solution_and_no_hidden_test_is_published(published):
+    assert publish.all_secrets(), "no lab has solutions: the scan would find nothing"
+    assert publish.find_leaks(published, publish.all_secrets()) == []
+
+
+def test_publishing_stops_when_a_solution_would_leak(tmp_path):
+    secret = sorted(publish.all_secrets())[0]
+    (tmp_path / "labs").mkdir()
+    (tmp_path / "labs" / "notes.py").write_text("x = 1\n" + "\n".join(secret) + "\n")
+    leaks = publish.find_leaks(tmp_path, publish.all_secrets())
+    assert leaks and leaks[0].startswith("labs/notes.py: ")
+    (tmp_path / "labs" / "notes.py").write_text("# ### BEGIN HIDDEN TESTS\n")
+    assert publish.find_leaks(tmp_path, publish.all_secrets())
+
+
+def test_publishing_into_the_course_itself_is_refused():
+    with pytest.raises(SystemExit, match="outside the course"):
+        publish.publish(ROOT / "public")
