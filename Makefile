@@ -15,7 +15,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 MATHJAX := book/_static/mathjax/tex-chtml.js
 
-.PHONY: book test install stamp clean
+.PHONY: book test install stamp publish clean
 
 book: $(STAMP) $(MATHJAX)
 	$(BIN)/python tools/execute_book.py
@@ -32,6 +32,12 @@ install: $(STAMP)
 # The repository address of _config.yml, copied into every notebook's install cell.
 stamp: $(STAMP)
 	$(BIN)/python tools/stamp_notebooks.py
+
+# The students' copy (book sources, released labs, convlab; no solutions or tests) into DEST,
+# usually a clone of the course's public repository: make publish DEST=../convlab-public
+publish: $(STAMP)
+	$(if $(DEST),,$(error set DEST, the folder of the students' repository))
+	$(BIN)/python tools/publish.py $(DEST)
 
 $(MATHJAX): tools/fetch_mathjax.py
 	$(BIN)/python tools/fetch_mathjax.py

@@ -54,3 +54,42 @@ def test_grading_by_products_are_not_committed():
         text=True,
     )
     assert len(ignored.stdout.split()) == 4, ignored.stdout
+
+
+def test_zip_collect_files_an_lms_download_under_each_student(tmp_path):
+    """A Canvas-style "download all submissions" zip: notebooks and checkpoints, resubmissions."""
+    pytest.importorskip("nbgrader")
+    import os
+    import shutil
+    import sys
+    import zipfile
+
+    lab = "lab1_vgg"
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
+    shutil.copytree(ROOT / "labs" / lab, tmp_path / "labs" / lab)
+    archive = tmp_path / "downloaded" / lab / "archive"
+    archive.mkdir(parents=True)
+    notebook = (ROOT / "labs" / lab / f"{lab}.ipynb").read_text()
+    with zipfile.ZipFile(archive / "submissions.zip", "w") as zipped:
+        zipped.writestr(f"smithjane_1234_5678_{lab}.ipynb", notebook)
+        zipped.writestr(f"smithjane_1234_5679_{lab}.pt", b"weights")
+        zipped.writestr(f"doejohn_LATE_4321_8765_{lab}-1.ipynb", notebook)
+        zipped.writestr("instructions.txt", "not a submission")
+    env = dict(
+        os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "zip_collect", lab],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    submitted = tmp_path / "submitted"
+    assert sorted(p.name for p in submitted.iterdir()) == ["doejohn", "smithjane"]
+    assert sorted(p.name for p in (submitted / "smithjane" / lab).iterdir()) == [
+        f"{lab}.ipynb",
+        f"{lab}.pt",
+    ]
+    assert (submitted / "doejohn" / lab / f"{lab}.ipynb").read_text() == notebook
