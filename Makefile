@@ -51,9 +51,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --no-deps d2l==1.0.3
 	# Headless Chromium for the tests that read the built book as a browser does (Debian's
 	# package; installed when this runs as root, otherwise those tests say how to install it).
-	if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get install -y --no-install-recommends chromium || \
-	  (apt-get update && apt-get install -y --no-install-recommends chromium); fi
+	# PostgreSQL likewise, for the test that grades a class into a PostgreSQL gradebook.
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then \
+	  apt-get install -y --no-install-recommends chromium postgresql || \
+	  (apt-get update && apt-get install -y --no-install-recommends chromium postgresql); fi
 	touch $@
 
 clean:

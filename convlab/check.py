@@ -266,6 +266,7 @@ _strided = torch.strided
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(convlab.__file__)) + os.sep
+_DEVICE_FILE = os.path.join(_PACKAGE_DIR, "device.py")
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 _THIS_FILE = os.path.abspath(__file__)
 # Code from these places is someone else's answer: convlab's references, torchvision's models
@@ -340,6 +341,9 @@ class _Snapshot:
 _TENSOR_IGNORED = frozenset(
     {"__repr__", "__str__", "__format__", "__dir__", "__doc__", "__eq__", "__ne__", "__hash__"}
 )
+# Methods no checker calls (they move values with .to(device)): replacing them cannot change a
+# check's result, and convlab.labs replaces .cuda() while grading on a machine without a GPU.
+_NEVER_CALLED = frozenset({"cuda"})
 _CLASS_IGNORED = frozenset({"__annotations__", "__doc__", "__dict__", "__weakref__", "_abc_impl"})
 _TORCH_NAMES = (
     "cat concat concatenate stack flatten reshape add sub mul div matmul mm bmm addmm relu sigmoid "
@@ -462,11 +466,13 @@ def _tampered_names() -> list[str]:
         current = namespace.get(key, missing)
         if current is value or _from_home(current, home) or _same_data(current, value):
             continue
+        if key in _NEVER_CALLED:
+            continue
         found.append(f"{label}.{key}")
     for label, cls, keys, home in _SNAPSHOT.class_keys:
         ignored = _TENSOR_IGNORED if cls is _Tensor else _CLASS_IGNORED
         for key, value in _list(_dict_items(_dict(cls.__dict__))):
-            if key in keys or key in ignored or _from_home(value, home):
+            if key in keys or key in ignored or key in _NEVER_CALLED or _from_home(value, home):
                 continue
             inherited = _any(key in base.__dict__ for base in _mro_of(cls)[1:])
             if inherited or (cls is _Tensor and key in _TensorBase.__dict__):
@@ -948,7 +954,8 @@ def _reference_code_label(code: CodeType) -> str | None:
         return label
     filename = os.path.abspath(code.co_filename)
     name = _getattr(code, "co_qualname", code.co_name)
-    if filename.startswith(_PACKAGE_DIR) and filename != _THIS_FILE:
+    # convlab.device only places tensors (and keeps .cuda() on the CPU when grading): not a reference
+    if filename.startswith(_PACKAGE_DIR) and filename not in (_THIS_FILE, _DEVICE_FILE):
         relative = os.path.relpath(filename, os.path.dirname(_PACKAGE_DIR[:-1]))
         return f"{name} ({relative}:{code.co_firstlineno})"
     if _any(part in filename for part in _FOREIGN_PATHS):

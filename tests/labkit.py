@@ -114,6 +114,9 @@ def environment() -> dict[str, str]:
     # nbgrader runs `alembic` from PATH; the kernel must see quick mode
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["CONVLAB_QUICK"] = "1"
+    # one thread per kernel: the test workers already keep every core busy, and two threads
+    # per kernel on a busy 2-core machine made small convolutions a hundred times slower
+    env["OMP_NUM_THREADS"] = "1"
     env.pop("NBGRADER_EXECUTION", None)
     return env
 

@@ -101,9 +101,9 @@ def train_as_a_student(case: LabCase, course: Path, work: Path) -> Path:
     from nbclient import NotebookClient
 
     notebook = read(labkit.solution_path(case.name, course))
-    previous = dict(os.environ)
+    previous, wanted = dict(os.environ), environment()
     os.environ.clear()
-    os.environ.update(environment())
+    os.environ.update(wanted)
     try:
         NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(work)}}).execute()
     finally:
