@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import importlib.util
 import io
 import os
@@ -151,7 +152,12 @@ def release_path(lab: str, root: Path = ROOT) -> Path:
 
 def secrets(lab: str) -> set[tuple[str, ...]]:
     """Fingerprints of a lab's solutions and hidden tests (see tools/publish.py)."""
-    return publish.secrets(solution_path(lab))
+    return publish.secrets(solution_path(lab), _library())
+
+
+@functools.cache
+def _library() -> frozenset[tuple[str, ...]]:
+    return frozenset(publish.public_text(ROOT, released=False))
 
 
 # ----------------------------------------------------------------------------------------------

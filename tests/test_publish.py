@@ -55,7 +55,8 @@ def test_publishing_stops_when_a_solution_would_leak(tmp_path):
     (tmp_path / "labs" / "notes.py").write_text("x = 1\n" + "\n".join(secret) + "\n")
     leaks = publish.find_leaks(tmp_path, publish.all_secrets())
     assert leaks and leaks[0].startswith("labs/notes.py: ")
-    (tmp_path / "labs" / "notes.py").write_text("# ### BEGIN HIDDEN TESTS\n")
+    (tmp_path / "labs" / "notes.py").unlink()
+    (tmp_path / "labs" / "notes.md").write_text("### BEGIN HIDDEN TESTS\n")
     assert publish.find_leaks(tmp_path, publish.all_secrets())
 
 
