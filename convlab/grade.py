@@ -10,7 +10,8 @@ handed in beside the notebook is never imported. The kernel starts under resourc
 (address space, CPU seconds, file size, processes), with a time limit per cell (nbgrader
 interrupts the cell, the student loses that cell's points) and per notebook (the run is
 stopped, the submission scores zero with the status ``timed out``); it runs as an
-unprivileged user when ``--user`` is given (see :func:`kernel_main`).
+unprivileged user when ``--user`` is given (see :func:`kernel_main`). The grading process keeps
+only the first megabytes of each cell's output (:mod:`convlab.autograde`).
 
 Before grading, every notebook is read and checked: missing, unreadable, empty, handed in
 under another name, test cells edited, deleted, duplicated or with edited points (nbgrader
@@ -48,6 +49,7 @@ from typing import Any
 
 __all__ = [
     "GRADED",
+    "HIDDEN_TESTS",
     "Result",
     "Settings",
     "grade",
@@ -73,6 +75,7 @@ FAILED = "grading failed"
 NEEDS_A_PERSON = {MISSING, UNREADABLE, TAMPERING, FAILED, KERNEL_DIED, TIMED_OUT}
 
 KERNEL_NAME = "convlab-grading"
+PEAK_LINE = "convlab: peak memory of the grading process:"  # printed by convlab.autograde
 GIB = 2**30
 
 
@@ -86,7 +89,9 @@ class Settings:
         memory_gb: address-space limit of the kernel, GiB (``import torch`` alone maps about
             3.3 GB, so keep it well above that).
         max_checkpoint_mb: largest checkpoint accepted, MB.
-        max_output_mb: largest file the kernel may write, MB.
+        max_file_mb: largest file the kernel may write, MB.
+        max_output_mb: output the grader keeps from one cell, MB of text (the rest is dropped
+            as it arrives, so a printing loop cannot fill the grading machine's memory).
         user: run the kernel as this (unprivileged) user; None keeps the grader's user.
         protections: the protections switched on (all by default; tests switch one off to show
             the attack it stops).
@@ -96,7 +101,8 @@ class Settings:
     notebook_timeout: int = 1200
     memory_gb: float = 8.0
     max_checkpoint_mb: float = 200.0
-    max_output_mb: float = 512.0
+    max_file_mb: float = 512.0
+    max_output_mb: float = 8.0
     user: str | None = None
     protections: frozenset[str] = frozenset({"stage", "limits", "scan", "checkpoint"})
 
@@ -111,6 +117,7 @@ class Result:
     max_score: float = 0.0
     reason: str = ""
     seconds: float = 0.0
+    grader_mb: float = 0.0  # peak memory of the nbgrader process that graded it
     findings: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -461,7 +468,7 @@ def _kernelspec(folder: Path, settings: Settings, python: str, site: str | None)
         sys.executable, "-m", "convlab.grade", "kernel",
         "--memory-gb", str(settings.memory_gb),
         "--cpu-seconds", str(settings.notebook_timeout),
-        "--file-mb", str(settings.max_output_mb),
+        "--file-mb", str(settings.max_file_mb),
         "--python", python,
     ]  # fmt: skip
     if settings.user:
@@ -540,13 +547,18 @@ def _grades(course: Course, student: str) -> tuple[float, float] | None:
 
 
 def _flag_for_review(course: Course, student: str) -> None:
-    """Zero every grade of a submission and mark it for manual grading (nbgrader formgrader)."""
+    """Zero every grade of a submission and mark it for manual grading (nbgrader formgrader).
+
+    The automatic scores are zeroed, not the manual ones: nbgrader keeps a manual score through
+    every later autograde, so a zero written there would outlive a clean resubmission. A score a
+    person gives in the formgrader still overrides, as nbgrader intends.
+    """
     from nbgrader.api import Gradebook
 
     with Gradebook(course.db_url) as gradebook:
         notebook = gradebook.find_submission_notebook(course.lab, course.lab, student)
         for grade in notebook.grades:
-            grade.manual_score = 0.0
+            grade.auto_score = 0.0
             grade.needs_manual_grade = True
         gradebook.db.commit()
 
@@ -707,9 +719,10 @@ def grade_one(
         else:  # nbgrader's own copy of everything the student handed in
             submitted = course.root / "submitted"
         autograded = stage / "autograded"
+        output_mb = str(settings.max_output_mb) if "limits" in settings.protections else "inf"
         command = [
-            sys.executable, "-m", "nbgrader", "autograde", course.lab,
-            "--student", student, "--force",
+            sys.executable, "-m", "convlab.autograde", course.lab,
+            "--student", student, "--force", "--output-mb", output_mb,
             f"--CourseDirectory.root={course.root.resolve()}",
             f"--CourseDirectory.submitted_directory={submitted}",
             f"--CourseDirectory.autograded_directory={autograded}",
@@ -747,6 +760,8 @@ def grade_one(
     logs = course.root / "grading-logs" / course.lab
     logs.mkdir(parents=True, exist_ok=True)
     (logs / f"{student}.log").write_text(log)
+    peak = re.search(re.escape(PEAK_LINE) + r" (\d+) MB", log)
+    result.grader_mb = float(peak.group(1)) if peak else 0.0
     grades = _grades(course, student)
     result.max_score = grades[1] if grades else _max_score(course)
     result.seconds = time.perf_counter() - begin
@@ -763,8 +778,10 @@ def grade_one(
     result.score = grades[0]
     if findings:
         _flag_for_review(course, student)
-        result.status, result.score, result.findings = TAMPERING, 0.0, findings
+        result.status, result.findings = TAMPERING, findings
+        result.score = (_grades(course, student) or (0.0, 0.0))[0]  # 0 unless graded by hand
         result.reason = findings[0] + (f" (+{len(findings) - 1} more)" if len(findings) > 1 else "")
+        result.reason += f"; the tests gave {grades[0]:g} before zeroing"
         return result
     if refused:
         result.status, result.reason = CHECKPOINT_REJECTED, refused
@@ -848,7 +865,8 @@ def grade(
 # ----------------------------------------------------------------------------------------------
 # Feedback without hidden tests
 
-_HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n.*?### END HIDDEN TESTS\n?", re.S)
+# a block of hidden tests in an instructors' notebook; the group is what is between the markers
+HIDDEN_TESTS = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS\n?", re.S)
 
 
 def strip_feedback(notebook: Any, source: Any) -> Any:
@@ -861,14 +879,14 @@ def strip_feedback(notebook: Any, source: Any) -> Any:
     hidden_lines = {
         line.strip()
         for cell in source.cells
-        for block in _HIDDEN.findall(cell.source)
+        for block in HIDDEN_TESTS.findall(cell.source)
         for line in block.splitlines()
-        if line.strip() and "HIDDEN TESTS" not in line
+        if line.strip()
     }
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
-        cell.source = _HIDDEN.sub(
+        cell.source = HIDDEN_TESTS.sub(
             "# (further tests run when the notebook is graded)\n", cell.source
         )
         for output in cell.get("outputs", []):

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import publish  # tools/ is on the tests' path (pyproject.toml)
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import publish  # noqa: E402 (tools/ is not a package)
 
 CASES = Path(__file__).resolve().parent / "labcases"
 

@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import nbformat
+import publish  # tools/ is on the tests' path (pyproject.toml)
 import pytest
+import stamp_notebooks
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import publish  # noqa: E402
-import stamp_notebooks  # noqa: E402
 
 ARTIFACTS = Path(os.environ.get("CONVLAB_ARTIFACTS", ROOT / "test-artifacts"))
 pytestmark = pytest.mark.xdist_group("book")  # one worker builds the book once for every test

@@ -28,9 +28,6 @@ LAB = corpus.LAB
 # seconds on two busy cores. 8 GiB of address space: torch alone maps about 3.3 GB.
 SETTINGS = grade.Settings(cell_timeout=30, notebook_timeout=600, memory_gb=8, max_checkpoint_mb=2)
 GOOD = ("correct_a", "correct_b")
-# Known open: on the CI machine an endless printing loop under the kernel limits ended as
-# "grading failed" (twice) instead of a cell timeout; it still fails alone and is flagged.
-OPEN = {"printing_loop"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,10 +216,6 @@ def test_every_bad_submission_gets_its_status_score_and_a_reason(graded_class):
     wrong = []
     for case in corpus.BAD:
         got = results[case.name]
-        if case.name in OPEN:  # still fails alone, at zero, flagged for a person
-            if (got.status, got.score) != (case.status, case.score):
-                assert got.status in grade.NEEDS_A_PERSON and got.score == 0, got.line()
-            continue
         if (got.status, got.score) != (case.status, case.score):
             wrong.append(f"{got.line()}   expected: {case.status}, {case.score}")
         elif got.status != grade.GRADED and not got.reason:
@@ -253,11 +246,6 @@ def test_the_exit_code_says_whether_a_person_is_needed(course, graded_class, cap
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="known open: in CI the transformer did not take effect under the limited kernel "
-    "(score 0 with the scan off); the scan's own detection is tested in the class test",
-    strict=False,
-)
 def test_without_the_scan_an_input_transformer_scores_full_marks_unanswered(graded_class, course):
     attacked = _grade(course, ["transformer_on_blank"], protections=frozenset({"stage", "limits"}))
     assert attacked["transformer_on_blank"].score == corpus.FULL  # every later cell became `pass`
@@ -274,6 +262,35 @@ def test_without_limits_the_memory_bomb_gets_its_memory(graded_class, course):
     attacked = _grade(course, ["memory_bomb"], protections=frozenset({"stage", "scan"}))
     assert attacked["memory_bomb"].score == corpus.FULL
     assert attacked["memory_bomb"].status == grade.GRADED
+
+
+@pytest.mark.slow
+def test_without_limits_a_printing_loop_fills_the_graders_memory(graded_class, course, alone):
+    capped = {r.student: r for r in graded_class}["printing_loop"]
+    graded = read(course / "autograded" / "printing_loop" / LAB / f"{LAB}.ipynb")
+    outputs = corpus.cell(graded, "vgg_accounting").outputs
+    assert any("was not kept by the grader" in o.get("text", "") for o in outputs)
+    attacked = _grade(course, ["printing_loop"], protections=frozenset({"stage", "scan"}))
+    uncapped = attacked["printing_loop"].grader_mb
+    # everything printed in 30 s is held: several GB (about 4.4 on an idle machine)
+    assert uncapped > 2 * alone.grader_mb and uncapped > capped.grader_mb, (
+        uncapped, capped.grader_mb, alone.grader_mb)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_clean_resubmission_after_a_tampering_flag_gets_its_own_score(course, checkpoint):
+    folder = course / "submitted" / "resubmits" / LAB
+    folder.mkdir(parents=True)
+    shutil.copy(checkpoint, folder)
+    cheat = corpus.answered()
+    corpus.cell(cheat, "vgg_block").source += "\n\ncheck_same_function = print\n"
+    nbformat.write(cheat, folder / f"{LAB}.ipynb")
+    first = _grade(course, ["resubmits"])["resubmits"]
+    assert (first.status, first.score) == (grade.TAMPERING, 0), first.line()
+    assert "the tests gave 11 before zeroing" in first.reason
+    nbformat.write(corpus.answered(), folder / f"{LAB}.ipynb")
+    second = _grade(course, ["resubmits"])["resubmits"]
+    assert (second.status, second.score) == (grade.GRADED, corpus.FULL), second.line()
 
 
 @pytest.mark.slow

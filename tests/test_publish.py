@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import publish  # tools/ is on the tests' path (pyproject.toml)
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import publish  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,21 @@ from pathlib import Path
 
 import nbformat
 
+from convlab.grade import HIDDEN_TESTS as HIDDEN
+
 ROOT = Path(__file__).resolve().parents[1]
 # instructors only: lab sources, tests (the lab cases quote solutions), grading configuration
-PRIVATE = ("solutions/", "tests/", ".ci/", "nbgrader_config.py", "tools/publish.py")
+PRIVATE = (
+    "solutions/",
+    "tests/",
+    ".ci/",
+    "nbgrader_config.py",
+    "tools/publish.py",
+    "tools/bench_grading.py",
+)
 STUDENT_README = Path("tools", "README.students.md")
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
-HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 WINDOW = 3  # consecutive lines: one generic line (`return nn.Sequential(`) proves nothing
 MIN_CHARACTERS = 40  # nor do a few short lines (`)`, `return x`)
 
