@@ -1,7 +1,7 @@
 """Grade every submission of a lab with nbgrader, one at a time or in parallel, each in a box.
 
     python -m convlab.grade lab1_vgg                  # from the course directory
-    python -m convlab.grade lab1_vgg --workers 2 --memory 8 --cell-timeout 300
+    python -m convlab.grade lab1_vgg --workers 2 --memory-gb 8 --cell-timeout 300
 
 Built on ``nbgrader autograde``, run once per student, so that one submission can never stop
 the others. Each run works on a staged copy of the submission (the submitted files are never
@@ -43,7 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,9 @@ class Settings:
         max_output_mb: output the grader keeps from one cell, MB of text (the rest is dropped
             as it arrives, so a printing loop cannot fill the grading machine's memory).
         user: run the kernel as this (unprivileged) user; None keeps the grader's user.
+        threads: CPU threads of each kernel (OpenMP, MKL); None shares the machine's cores
+            among the workers. Kernels that each take every core slow each other down many
+            times over; an ``OMP_NUM_THREADS`` set for the grader wins over both.
         protections: the protections switched on (all by default; tests switch one off to show
             the attack it stops).
     """
@@ -104,6 +107,7 @@ class Settings:
     max_file_mb: float = 512.0
     max_output_mb: float = 8.0
     user: str | None = None
+    threads: int | None = None
     protections: frozenset[str] = frozenset({"stage", "limits", "scan", "checkpoint"})
 
 
@@ -419,6 +423,7 @@ def kernel_main(argv: Sequence[str]) -> None:
     parser.add_argument("--memory-gb", type=float, required=True)
     parser.add_argument("--cpu-seconds", type=int, required=True)
     parser.add_argument("--file-mb", type=float, required=True)
+    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--user", default=None)
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--site", default=None, help="site-packages the kernel must import from")
@@ -434,6 +439,9 @@ def kernel_main(argv: Sequence[str]) -> None:
 
     connection = args.connection_file
     env = dict(os.environ)
+    if args.threads:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(name, str(args.threads))
     if args.user and os.geteuid() == 0:
         import pwd
 
@@ -471,6 +479,8 @@ def _kernelspec(folder: Path, settings: Settings, python: str, site: str | None)
         "--file-mb", str(settings.max_file_mb),
         "--python", python,
     ]  # fmt: skip
+    if settings.threads:
+        argv += ["--threads", str(settings.threads)]
     if settings.user:
         argv += ["--user", settings.user]
     if site:
@@ -824,6 +834,22 @@ def _last_error(log: str) -> str:
     return lines[-1][:200] if lines else "nbgrader autograde failed; see grading-logs/"
 
 
+def cores() -> int:
+    """CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_workers(memory_gb: float) -> int:
+    """One worker per core, as long as every kernel could use its whole memory limit at once."""
+    try:
+        total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
+    except (AttributeError, ValueError, OSError):
+        return cores()
+    return max(1, min(cores(), int(total_gb // (memory_gb + 1))))
+
+
 def grade(
     root: Path,
     lab: str,
@@ -835,6 +861,8 @@ def grade(
 ) -> list[Result]:
     """Grade every submission of ``lab`` in the course directory ``root``; one result each."""
     settings = settings or Settings()
+    if settings.threads is None:
+        settings = replace(settings, threads=max(1, cores() // max(1, workers)))
     course = _course(root, lab, db_url)
     if students is None:
         base = root / "submitted"
@@ -982,7 +1010,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("lab", help="the assignment, for example lab1_vgg")
     parser.add_argument("--course", type=Path, default=Path("."), help="course directory")
     parser.add_argument("--student", action="append", help="grade only these students")
-    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help="submissions graded at once (default: one per core, as memory allows)",
+    )  # fmt: skip
     parser.add_argument("--cell-timeout", type=int, default=Settings.cell_timeout)
     parser.add_argument("--notebook-timeout", type=int, default=Settings.notebook_timeout)
     parser.add_argument("--memory-gb", type=float, default=Settings.memory_gb)
@@ -991,6 +1022,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--db-url", default=None, help="gradebook (default: gradebook.db)")
     parser.add_argument("--feedback", action="store_true", help="then write students' feedback")
     args = parser.parse_args(argv)
+    if args.workers is None:
+        args.workers = default_workers(args.memory_gb)
     settings = Settings(
         cell_timeout=args.cell_timeout,
         notebook_timeout=args.notebook_timeout,

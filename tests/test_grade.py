@@ -112,6 +112,12 @@ def test_a_checkpoint_over_the_cap_is_refused(tmp_path):
     assert "over the 2 MB cap" in grade.check_checkpoint(path, max_mb=2)
 
 
+def test_workers_default_to_the_cores_as_far_as_memory_allows():
+    assert 1 <= grade.default_workers(memory_gb=8) <= grade.cores()
+    assert grade.default_workers(memory_gb=10**6) == 1  # not even one fits: still one
+    assert grade.default_workers(memory_gb=0.001) == grade.cores()
+
+
 def test_the_corpus_holds_at_least_twenty_kinds_of_bad_submission():
     names = [case.name for case in corpus.BAD]
     assert len(names) >= 20 and len(set(names)) == len(names)
@@ -275,6 +281,39 @@ def test_without_limits_a_printing_loop_fills_the_graders_memory(graded_class, c
     # everything printed in 30 s is held: several GB (about 4.4 on an idle machine)
     assert uncapped > 2 * alone.grader_mb and uncapped > capped.grader_mb, (
         uncapped, capped.grader_mb, alone.grader_mb)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_grading_benchmark_prints_both_worker_counts():
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench_grading.py"), "--students", "2"],
+        env=environment(), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [line for line in run.stdout.splitlines() if "s per submission" in line]
+    assert [line.split()[:2] for line in lines] == [["1", "worker"], ["2", "workers"]], run.stdout
+
+
+@pytest.mark.slow
+def test_each_kernel_gets_its_share_of_the_threads(course, checkpoint):
+    folder = course / "submitted" / "threads" / LAB
+    folder.mkdir(parents=True)
+    shutil.copy(checkpoint, folder)
+    notebook = corpus.answered()
+    show = "import os\n\nprint('threads:', os.environ.get('OMP_NUM_THREADS'))\n"
+    corpus.cell(notebook, "vgg_block").source = show + corpus.cell(notebook, "vgg_block").source
+    nbformat.write(notebook, folder / f"{LAB}.ipynb")
+    previous = dict(os.environ)
+    os.environ.update(environment())
+    os.environ.pop("OMP_NUM_THREADS", None)
+    try:
+        grade.grade(course, LAB, students=["threads"], settings=replace(SETTINGS, threads=3))
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
+    graded = read(course / "autograded" / "threads" / LAB / f"{LAB}.ipynb")
+    printed = "".join(o.get("text", "") for o in corpus.cell(graded, "vgg_block").outputs)
+    assert "threads: 3" in printed
 
 
 @pytest.mark.slow

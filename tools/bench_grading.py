@@ -112,9 +112,12 @@ def main() -> None:
                 sys.exit("not every hand-in was graded:\n" + "\n".join(wrong))
             per = wall / len(results)
             first = first or per
+            threads = int(os.environ.get("OMP_NUM_THREADS", max(1, grade.cores() // workers)))
             print(
-                f"{workers} worker{'s' if workers > 1 else ' '}: {len(results)} submissions in "
-                f"{wall:.0f} s, {per:.1f} s per submission, {first / per:.2f}x the first"
+                f"{workers} worker{'s' if workers > 1 else ' '} ({threads} thread"
+                f"{'s' if threads > 1 else ''} per kernel): "
+                f"{len(results)} submissions in {wall:.0f} s, {per:.1f} s per submission, "
+                f"{first / per:.2f}x the speed of the first"
             )
 
 
