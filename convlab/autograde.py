@@ -67,8 +67,9 @@ class CappedExecute(Execute):
             kept += _size(msg["content"])
             self._kept[cell_index] = kept
             if kept > cap:
-                note = f"\n[output past {self.output_mb:g} MB was not kept by the grader]\n"
-                outs.append(new_output("stream", name="stderr", text=note))
+                # not a stream: nbgrader's LimitOutput drops streams past its thousandth line
+                note = f"[output past {self.output_mb:g} MB was not kept by the grader]"
+                outs.append(new_output("display_data", data={"text/plain": note}))
                 return None
         return super().output(outs, msg, display_id, cell_index)
 

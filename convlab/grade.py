@@ -861,12 +861,13 @@ def grade(
 ) -> list[Result]:
     """Grade every submission of ``lab`` in the course directory ``root``; one result each."""
     settings = settings or Settings()
-    if settings.threads is None:
-        settings = replace(settings, threads=max(1, cores() // max(1, workers)))
     course = _course(root, lab, db_url)
     if students is None:
         base = root / "submitted"
         students = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    if settings.threads is None:  # the cores shared among the kernels that run at once
+        at_once = max(1, min(workers, len(students)))
+        settings = replace(settings, threads=max(1, cores() // at_once))
     jupyter_path = None
     with tempfile.TemporaryDirectory(prefix="convlab-kernelspec-") as spec_dir:
         if settings.user:

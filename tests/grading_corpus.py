@@ -196,7 +196,7 @@ def cuda_checkpoint(good: Path) -> bytes:
 LOOP = "while True:\n    pass\n"
 PRINTING_LOOP = "while True:\n    print('still going' * 100)\n"
 MEMORY_BOMB = "hog = torch.empty(12 * 2**30, dtype=torch.uint8)\n"  # 12 GiB of address space
-LOUD = "for _ in range(5000):\n    print('x' * 1000)\n"
+LOUD = "for _ in range(20_000):\n    print('x' * 1000)\n"  # 20 MB
 
 BAD: list[Case] = [
     Case("not_json", _raw('{"cells": [{"cell_type": "code", '), "unreadable notebook", 0),
