@@ -15,19 +15,19 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 MATHJAX := book/_static/mathjax/tex-chtml.js
 
-.PHONY: book test install stamp publish clean
+.PHONY: book test install stamp publish clean system-data system-test
 
 book: $(STAMP) $(MATHJAX)
 	$(BIN)/python tools/execute_book.py
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 	@echo "The book is in _build/html/index.html"
 
-test: $(STAMP) $(MATHJAX)
+test: $(STAMP) $(MATHJAX) system-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -n 2
 
-install: $(STAMP)
+install: $(STAMP) system-data
 
 # The repository address of _config.yml, copied into every notebook's install cell.
 stamp: $(STAMP)
@@ -42,21 +42,44 @@ publish: $(STAMP)
 $(MATHJAX): tools/fetch_mathjax.py
 	$(BIN)/python tools/fetch_mathjax.py
 
-$(STAMP): pyproject.toml
+# The Python environment. It depends on this Makefile too, so that an environment made before
+# a change of the install steps is brought up to date.
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(if $(strip $(TORCH)),$(BIN)/python -m pip install $(TORCH))
 	$(BIN)/python -m pip install -e ".[book,grading,dev]"
 	# d2l is an independent reference for the tests; its own pins (numpy 1.23) would break numpy 2.
 	$(BIN)/python -m pip install --no-deps d2l==1.0.3
-	# Headless Chromium for the tests that read the built book as a browser does (Debian's
-	# package; installed when this runs as root, otherwise those tests say how to install it).
-	# PostgreSQL likewise, for the test that grades a class into a PostgreSQL gradebook.
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  { ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then \
-	  apt-get install -y --no-install-recommends chromium postgresql || \
-	  (apt-get update && apt-get install -y --no-install-recommends chromium postgresql); fi
 	touch $@
+
+# System packages, from Debian's or Ubuntu's archive when this runs as root where apt-get exists
+# (elsewhere, the note says what to install by hand):
+#   dataset-fashion-mnist  the real Fashion-MNIST, read by convlab.data.fashion_mnist() from
+#                          /usr/share/datasets/fashion-mnist (the labs' full mode, the tests)
+#   chromium               the tests that read the built book as a browser does
+#   postgresql             the test that grades a class into a PostgreSQL gradebook
+DATA_PACKAGES := dataset-fashion-mnist
+TEST_PACKAGES := $(DATA_PACKAGES) chromium postgresql
+
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "apt-get install $$missing"; \
+	  apt-get install -y --no-install-recommends $$missing || \
+	  { apt-get update && apt-get install -y --no-install-recommends $$missing; }; \
+	else \
+	  echo "Not installed: $$missing. On Debian or Ubuntu: sudo apt-get install $$missing"; \
+	  echo "(Fashion-MNIST elsewhere: convlab.data.fashion_mnist() downloads it with internet access)"; \
+	fi
+endef
+
+system-data:
+	$(call apt_install,$(DATA_PACKAGES))
+
+system-test:
+	$(call apt_install,$(TEST_PACKAGES))
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache test-artifacts

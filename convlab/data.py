@@ -13,8 +13,10 @@ whatever the global random state and however many epochs ran before in the proce
 the draws are made on the CPU, the batches are the same on every device.
 
 Factories return an :class:`ImageData` (train and test loaders plus the data set's facts):
-:func:`fashion_mnist` and :func:`cifar10` through ``torchvision.datasets`` (imported only when
-called, so ``import convlab`` never loads torchvision), :func:`digits` from scikit-learn (offline),
+:func:`fashion_mnist` from its idx files (on disk, from the operating system's package, or
+downloaded by torchvision), :func:`cifar10` through ``torchvision.datasets`` (downloaded only: no
+package ships it; torchvision is imported only when called, so ``import convlab`` never loads
+it), :func:`digits` from scikit-learn (offline),
 and :func:`synthetic`, learnable images made up on the spot.
 """
 
@@ -42,8 +44,11 @@ __all__ = [
     "CIFAR10_STD",
     "DOWNLOAD_TIMEOUT_S",
     "FASHION_MNIST_AUGMENT",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_FILES",
     "FASHION_MNIST_MEAN",
     "FASHION_MNIST_STD",
+    "SYSTEM_FASHION_MNIST",
     "Augment",
     "DatasetUnavailable",
     "ImageData",
@@ -53,6 +58,7 @@ __all__ = [
     "digits",
     "fashion_mnist",
     "random_crop_flip",
+    "read_idx",
     "synthetic",
 ]
 
@@ -372,6 +378,18 @@ class Loader:
         """
         self.epoch = epoch
 
+    def indices(self, epoch: int) -> Tensor:
+        """The sample indices this shard visits in ``epoch``, in order (batch ``b`` is the
+        ``b``-th slice of ``local_batch_size`` of them, before ``drop_last``).
+
+        Args:
+            epoch: the epoch number; the result depends on it and on ``seed`` only.
+
+        Returns:
+            ``int64`` indices into the data set, on the loader's device.
+        """
+        return self._plan(epoch)[0]
+
     def _plan(self, epoch: int) -> tuple[Tensor, Tensor | None]:
         """This shard's sample indices and augmentation parameters for ``epoch``, on the device."""
         n = len(self.labels)
@@ -427,6 +445,21 @@ class Loader:
         )
         loader.epoch = self.epoch
         return loader
+
+    def head(self, n: int) -> Loader:
+        """The first ``n`` samples (all of them if there are fewer), with the same settings.
+
+        A fixed subset, for a quicker evaluation (the stored order, not a random draw).
+
+        Args:
+            n: how many samples to keep.
+
+        Returns:
+            A new loader sharing this one's image tensor (no copy).
+        """
+        if n < 1:
+            raise ValueError(f"n must be positive, got {n}")
+        return self._replace(self.images[:n], self.labels[:n], self.rank, self.world_size)
 
     def to(self, device: torch.device | str) -> Loader:
         """This loader with its images and labels on ``device`` (copied once).
@@ -639,6 +672,129 @@ def _torchvision_splits(
     return splits
 
 
+# Fashion-MNIST's four idx files, by name, with the MD5 sum of each file's *uncompressed* content.
+# The sum of the content rather than of the .gz that torchvision checks: a copy compressed again
+# (Debian's dataset-fashion-mnist package is one) has other .gz bytes and the very same images.
+FASHION_MNIST_FILES = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
+# Where an operating system's package puts the files (Debian and Ubuntu: apt-get install
+# dataset-fashion-mnist); searched after ``root``, before any download.
+SYSTEM_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+
+def _idx_file(folder: str | os.PathLike[str], name: str) -> str | None:
+    """The file ``name`` or ``name.gz`` in ``folder`` (the unpacked one first), or None."""
+    for candidate in (name, name + ".gz"):
+        path = os.path.join(os.fspath(folder), candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def read_idx(path: str | os.PathLike[str]) -> tuple[Tensor, str]:
+    """Read one idx file of unsigned bytes (the MNIST format), plain or gzip-compressed.
+
+    The header is four bytes (two zeros, the type code 8 for ``uint8``, the number of
+    dimensions) and one big-endian 32-bit size per dimension; the values follow.
+
+    Args:
+        path: the file; a name ending in ``.gz`` is decompressed.
+
+    Returns:
+        The values as a ``uint8`` tensor of the header's shape, and the MD5 sum (hex) of the
+        uncompressed bytes.
+
+    Raises:
+        DatasetUnavailable: the file is not an idx file of bytes, or it is shorter or longer
+            than its header says (a partial download, say).
+    """
+    import gzip
+
+    path = os.fspath(path)
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            with open(path, "rb") as f:
+                raw = f.read()
+    except (OSError, EOFError) as error:  # gzip raises these for a truncated or broken archive
+        raise DatasetUnavailable(
+            f"cannot read {path}: {_one_line(error)}; delete it and fetch it again"
+        ) from None
+    if len(raw) < 4 or raw[:3] != bytes((0, 0, 8)):
+        raise DatasetUnavailable(
+            f"{path} is not an idx file of unsigned bytes (it starts {raw[:4].hex() or 'empty'}, "
+            "expected 00000803 or 00000801); delete it and fetch it again"
+        )
+    ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DatasetUnavailable(
+            f"{path} is cut short inside its header; delete it and fetch it again"
+        )
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = 4 + 4 * ndim + math.prod(shape)
+    if len(raw) != expected:
+        raise DatasetUnavailable(
+            f"{path} holds {len(raw):,} bytes, but its header ({' x '.join(map(str, shape))} "
+            f"values) says {expected:,}: a partial or damaged copy; delete it and fetch it again"
+        )
+    digest = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+    values = torch.frombuffer(bytearray(raw[4 + 4 * ndim :]), dtype=torch.uint8).reshape(shape)
+    return values, digest
+
+
+def _read_fashion_mnist(folder: str, verify: bool) -> dict[str, Tensor]:
+    """The four files of ``folder`` as tensors, each checked against its recorded content sum."""
+    arrays = {}
+    for name, md5 in FASHION_MNIST_FILES.items():
+        path = _idx_file(folder, name)
+        assert path is not None  # the caller found all four
+        values, digest = read_idx(path)
+        if verify and digest != md5:
+            raise DatasetUnavailable(
+                f"{path} is not Fashion-MNIST's {name}: its content's MD5 sum is {digest}, "
+                f"expected {md5}; delete it (and its neighbours if they came with it) so that a "
+                "good copy is found or downloaded, or pass verify=False for files you made"
+            )
+        arrays[name] = values
+    return arrays
+
+
+def _locate_fashion_mnist(root: str | os.PathLike[str], download: bool) -> tuple[str, str]:
+    """The folder holding all four files and how it was found, downloading as a last resort."""
+    own = os.path.join(os.fspath(root), "FashionMNIST", "raw")
+    for folder, how in ((own, "found in"), (SYSTEM_FASHION_MNIST, "the system's copy in")):
+        if all(_idx_file(folder, name) for name in FASHION_MNIST_FILES):
+            return folder, how
+    names = ", ".join(FASHION_MNIST_FILES)
+    layout = (
+        f"{own}{os.sep}{{{names}}} (unpacked idx files, or the four original files with .gz "
+        f"appended). On Debian or Ubuntu, sudo apt-get install dataset-fashion-mnist puts them in "
+        f"{SYSTEM_FASHION_MNIST}, where they are found without copying"
+    )
+    _torchvision_splits(
+        "FashionMNIST", "Fashion-MNIST", root, download, os.path.join("FashionMNIST", "raw"), layout
+    )
+    return own, "downloaded into"
+
+
 def fashion_mnist(
     root: str | os.PathLike[str] = "data",
     *,
@@ -648,11 +804,21 @@ def fashion_mnist(
     seed: int = 0,
     download: bool = True,
     augment: bool = False,
+    verify: bool = True,
+    verbose: bool = True,
 ) -> ImageData:
     """Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017, arXiv:1708.07747): 28x28 grey garments.
 
-    60,000 training and 10,000 test images of 10 classes, read by torchvision from its raw files
-    in ``<root>/FashionMNIST/raw`` (downloaded there if missing and ``download``).
+    60,000 training and 10,000 test images of 10 classes, read from the first of these that holds
+    the four idx files (plain or gzip-compressed):
+
+    1. ``<root>/FashionMNIST/raw``, where torchvision keeps them;
+    2. :data:`SYSTEM_FASHION_MNIST` (Debian's and Ubuntu's ``dataset-fashion-mnist`` package);
+    3. torchvision's download into ``<root>/FashionMNIST/raw``, when ``download``.
+
+    Each file's uncompressed content is checked against :data:`FASHION_MNIST_FILES`, so a copy
+    compressed again is accepted and a damaged one is refused, never used. One line on standard
+    output says which copy was read.
 
     Args:
         root: folder holding ``FashionMNIST/``.
@@ -660,31 +826,36 @@ def fashion_mnist(
         resize: side to resize batches to (e.g. 224 for ImageNet-sized models); ``None``: 28.
         device: where the images live and batches come out; default :func:`default_device`.
         seed: seed of the training order and augmentation.
-        download: fetch the files when they are not on disk.
+        download: fetch the files when no copy is on disk.
         augment: train with :data:`FASHION_MNIST_AUGMENT` (2-pixel shifts, flips).
+        verify: check the content sums (turn off only for files you made, in tests).
+        verbose: print the line that says which copy was read.
 
     Returns:
         The data set; images ``(N, 1, 28, 28)`` ``uint8`` on ``device``.
 
     Raises:
-        DatasetUnavailable: the files are neither on disk nor downloadable; the message says
-            where to put them.
+        DatasetUnavailable: no copy is on disk and none could be downloaded, or a file is
+            damaged or not Fashion-MNIST's; the message says what to do.
     """
-    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
-    names += ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    where = os.path.join(os.fspath(root), "FashionMNIST", "raw")
-    layout = (
-        f"{where}{os.sep}{{{', '.join(names)}}} (unpacked idx files, or the four original "
-        "files with .gz appended)"
-    )
-    train, test = _torchvision_splits(
-        "FashionMNIST", "Fashion-MNIST", root, download, os.path.join("FashionMNIST", "raw"), layout
-    )
+    folder, how = _locate_fashion_mnist(root, download)
+    arrays = _read_fashion_mnist(folder, verify)
+    if verbose:
+        checked = "content checked" if verify else "content not checked"
+        print(f"Fashion-MNIST: {how} {folder} ({checked})")
+    train = arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"]
+    test = arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"]
+    for (images, labels), split in ((train, "train"), (test, "t10k")):
+        if images.dim() != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+            raise DatasetUnavailable(
+                f"{folder}: the {split} images {tuple(images.shape)} and labels "
+                f"{tuple(labels.shape)} are not N 28x28 images with N labels"
+            )
     return _image_data(
         "fashion_mnist",
-        (train.data.unsqueeze(1), train.targets),
-        (test.data.unsqueeze(1), test.targets),
-        train.classes,
+        (train[0].unsqueeze(1), train[1].long()),
+        (test[0].unsqueeze(1), test[1].long()),
+        FASHION_MNIST_CLASSES,
         FASHION_MNIST_MEAN,
         FASHION_MNIST_STD,
         batch_size=batch_size,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -356,8 +360,13 @@ def test_image_data_moves_both_loaders_and_is_frozen():
 
 
 @pytest.fixture
-def no_network(monkeypatch):
-    """Make every urllib request fail at once; record the socket timeout it was made under."""
+def no_network(monkeypatch, tmp_path_factory):
+    """Make every urllib request fail at once; record the socket timeout it was made under.
+
+    The operating system's copy of Fashion-MNIST is hidden too (an empty folder in its place),
+    so that only what a test puts under its own root can be found.
+    """
+    monkeypatch.setattr(data, "SYSTEM_FASHION_MNIST", str(tmp_path_factory.mktemp("no-system")))
     timeouts: list[float | None] = []
 
     def refuse(*args, **kwargs):
@@ -431,14 +440,18 @@ def test_hand_placed_fashion_mnist_files_are_used(tmp_path, no_network):
         write_idx(raw / f"{split}-images-idx3-ubyte", images)
         write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
         arrays[split] = images, labels
-    d = data.fashion_mnist(tmp_path, batch_size=4, device="cpu", resize=32)
+    with pytest.raises(DatasetUnavailable, match=r"not Fashion-MNIST's train-images.*MD5"):
+        data.fashion_mnist(tmp_path, device="cpu")  # made-up images are refused by default
+    d = data.fashion_mnist(tmp_path, batch_size=4, device="cpu", resize=32, verify=False)
     assert not no_network  # found on disk, nothing fetched
     assert torch.equal(d.train.images, torch.from_numpy(arrays["train"][0]).unsqueeze(1))
     assert torch.equal(d.test.labels, torch.from_numpy(arrays["t10k"][1]).long())
     assert (d.name, d.num_classes, d.in_channels, d.image_size) == ("fashion_mnist", 10, 1, 32)
     assert d.classes[0] == "T-shirt/top" and d.mean == data.FASHION_MNIST_MEAN
     assert d.train.augment is None and next(iter(d.train))[0].shape == (4, 1, 32, 32)
-    augmented = data.fashion_mnist(tmp_path, device="cpu", augment=True, download=False)
+    augmented = data.fashion_mnist(
+        tmp_path, device="cpu", augment=True, download=False, verify=False
+    )
     assert augmented.train.augment == data.FASHION_MNIST_AUGMENT and augmented.test.augment is None
 
 
@@ -476,22 +489,105 @@ def test_importing_convlab_data_loads_neither_torchvision_nor_sklearn():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize(
-    ("factory", "marker", "mean", "std"),
-    [
-        (
-            data.fashion_mnist,
-            "FashionMNIST/raw/train-images-idx3-ubyte",
-            data.FASHION_MNIST_MEAN,
-            data.FASHION_MNIST_STD,
-        ),
-        (data.cifar10, "cifar-10-batches-py/data_batch_1", data.CIFAR10_MEAN, data.CIFAR10_STD),
-    ],
-)
-def test_recorded_statistics_match_the_training_split(factory, marker, mean, std):
-    if not (ROOT / "data" / marker).exists():
-        pytest.skip(f"needs data/{marker} (no network here)")
-    d = factory(ROOT / "data", device="cpu", download=False)
+# --- the real Fashion-MNIST (Debian's dataset-fashion-mnist, installed by make test) ------------
+
+
+@pytest.fixture(scope="module")
+def system_copy() -> Path:
+    """The operating system's Fashion-MNIST folder; its absence fails CI and skips elsewhere."""
+    folder = Path(data.SYSTEM_FASHION_MNIST)
+    if not all((folder / f"{name}.gz").exists() for name in data.FASHION_MNIST_FILES):
+        message = (
+            f"the real Fashion-MNIST is not in {folder}: make test installs it as root on Debian "
+            "or Ubuntu (apt-get install dataset-fashion-mnist)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def real(system_copy) -> ImageData:
+    return data.fashion_mnist(ROOT / "tests" / "no-such-folder", device="cpu", download=False)
+
+
+def test_the_real_fashion_mnist_has_its_published_statistics(real):
+    assert (len(real.train.labels), len(real.test.labels)) == (60_000, 10_000)
+    assert real.train.images.shape[1:] == real.test.images.shape[1:] == (1, 28, 28)
+    assert real.train.labels.bincount().tolist() == [6_000] * 10
+    assert real.test.labels.bincount().tolist() == [1_000] * 10
+    mean, std = channel_stats(real.train.images)
+    assert mean == pytest.approx(data.FASHION_MNIST_MEAN, abs=1e-4)
+    assert std == pytest.approx(data.FASHION_MNIST_STD, abs=1e-4)
+    assert real.classes[9] == "Ankle boot" and real.num_classes == 10
+
+
+def test_the_system_copy_is_found_without_being_told_and_said_so(system_copy, tmp_path, capsys):
+    data.fashion_mnist(tmp_path, device="cpu", download=False)
+    line = capsys.readouterr().out.strip()
+    assert line == f"Fashion-MNIST: the system's copy in {system_copy} (content checked)"
+    assert not (tmp_path / "FashionMNIST").exists()  # read in place, nothing copied or fetched
+
+
+def test_content_sums_match_the_system_files_whose_gz_bytes_differ(system_copy):
+    from torchvision.datasets import FashionMNIST
+
+    gz_sums = dict(FashionMNIST.resources)
+    for name, md5 in data.FASHION_MNIST_FILES.items():
+        gz = system_copy / f"{name}.gz"
+        assert data.read_idx(gz)[1] == md5
+        # recompressed: torchvision's own check of the .gz would refuse this very copy
+        assert hashlib.md5(gz.read_bytes()).hexdigest() != gz_sums[f"{name}.gz"]
+
+
+def copy_real(system_copy: Path, root: Path) -> Path:
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in data.FASHION_MNIST_FILES:
+        shutil.copy(system_copy / f"{name}.gz", raw / f"{name}.gz")
+    return raw
+
+
+def test_a_copy_under_root_comes_first(system_copy, tmp_path, capsys):
+    raw = copy_real(system_copy, tmp_path)
+    d = data.fashion_mnist(tmp_path, device="cpu", download=False)
+    assert capsys.readouterr().out.strip() == f"Fashion-MNIST: found in {raw} (content checked)"
+    assert len(d.test.labels) == 10_000
+
+
+@pytest.mark.parametrize("damage", ["truncated gz", "truncated idx", "one pixel changed"])
+def test_a_damaged_file_is_refused_with_what_to_do(system_copy, tmp_path, damage):
+    raw = copy_real(system_copy, tmp_path)
+    gz = raw / "t10k-images-idx3-ubyte.gz"
+    content = gzip.decompress(gz.read_bytes())
+    if damage == "truncated gz":
+        gz.write_bytes(gz.read_bytes()[: gz.stat().st_size // 2])
+        expected = r"cannot read .*t10k-images-idx3-ubyte\.gz.*fetch it again"
+    elif damage == "truncated idx":
+        gz.unlink()  # an unpacked file is read before a .gz one
+        (raw / "t10k-images-idx3-ubyte").write_bytes(content[:-784])
+        expected = r"holds 7,839,232 bytes, but its header .* says 7,840,016: a partial"
+    else:
+        changed = bytearray(content)
+        changed[16 + 28 * 14 + 14] ^= 1  # one pixel of the first test image
+        gz.write_bytes(gzip.compress(bytes(changed)))
+        expected = r"not Fashion-MNIST's t10k-images-idx3-ubyte: its content's MD5 sum"
+    with pytest.raises(DatasetUnavailable, match=expected):
+        data.fashion_mnist(tmp_path, device="cpu", download=False)
+
+
+def test_without_any_copy_the_message_names_the_package(no_network, tmp_path):
+    with pytest.raises(DatasetUnavailable, match="apt-get install dataset-fashion-mnist"):
+        data.fashion_mnist(tmp_path, device="cpu")
+    assert no_network  # the download was tried last
+
+
+def test_cifar10_statistics_are_recomputed_when_its_files_are_here():
+    # no package ships CIFAR-10: only torchvision's download brings it (Colab, instructors)
+    if not (ROOT / "data" / "cifar-10-batches-py" / "data_batch_1").exists():
+        pytest.skip("CIFAR-10 comes only from torchvision's download (no network here)")
+    d = data.cifar10(ROOT / "data", device="cpu", download=False)
     measured_mean, measured_std = channel_stats(d.train.images)
-    assert measured_mean == pytest.approx(mean, abs=1e-4)
-    assert measured_std == pytest.approx(std, abs=1e-4)
+    assert measured_mean == pytest.approx(data.CIFAR10_MEAN, abs=1e-4)
+    assert measured_std == pytest.approx(data.CIFAR10_STD, abs=1e-4)

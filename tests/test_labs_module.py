@@ -109,15 +109,35 @@ def test_grading_without_a_checkpoint_says_what_to_hand_in(quick, monkeypatch):
         quick.train(linear_model())
 
 
-def test_thresholds_come_from_the_recorded_run_and_never_from_thin_air():
-    with pytest.raises(LookupError, match="no recorded full reference run"):
+def test_thresholds_come_from_the_recorded_runs_and_never_from_thin_air():
+    for quick in (True, False):
+        entry = labs.recorded("lab3_batchnorm", quick=quick)
+        mode = "--quick" if quick else ""
+        assert entry is not None, (
+            f"record it: python -m convlab.labs reference lab3_batchnorm {mode}"
+        )
+        low, high = labs.thresholds("lab3_batchnorm", quick=quick)
+        accuracies = [run["accuracy"] for run in entry["runs"]]
+        assert [run["seed"] for run in entry["runs"]] == list(labs.REFERENCE_SEEDS)
+        assert low == pytest.approx(0.1) and low < high <= 1
+        assert high == pytest.approx(min(accuracies) - labs.THRESHOLD_MARGIN)
+        for run in entry["runs"]:
+            assert run["machine"]["cpu"] and run["versions"]["torch"] and run["date"]
+            assert len(run["load"]["before"]) == 3 and run["seconds"] > 0
+
+
+def test_thresholds_need_every_seed(monkeypatch, tmp_path):
+    path = tmp_path / "labs.json"
+    runs = [{"seed": 0, "accuracy": 0.9}, {"seed": 2, "accuracy": 0.8}]
+    path.write_text(json.dumps({"lab1_vgg": {"full": {"runs": runs, "low": 0.1, "high": 0.8}}}))
+    monkeypatch.setattr(labs, "_record_path", lambda: path)
+    with pytest.raises(LookupError, match=r"seeds \[0, 2\], not all of \[0, 1, 2\]"):
         labs.thresholds("lab1_vgg", quick=False)
-    entry = labs.recorded("lab1_vgg", quick=True)
-    assert entry is not None, "record it: python -m convlab.labs reference lab1_vgg --quick"
-    low, high = labs.thresholds("lab1_vgg", quick=True)
-    assert low == pytest.approx(0.1) and low < high <= 1
-    assert high == pytest.approx(min(entry["accuracies"]) - labs.THRESHOLD_MARGIN)
-    assert entry["machine"]["device"] and entry["versions"]["torch"] and entry["date"]
+    with pytest.raises(LookupError, match=r"no recorded quick reference run.*--quick"):
+        labs.thresholds("lab1_vgg", quick=True)
+    runs.insert(1, {"seed": 1, "accuracy": 0.85})
+    path.write_text(json.dumps({"lab1_vgg": {"full": {"runs": runs, "low": 0.1, "high": 0.8}}}))
+    assert labs.thresholds("lab1_vgg", quick=False) == pytest.approx((0.1, 0.79))
 
 
 def test_reference_network_is_the_lab_table_with_default_initialization():
@@ -129,18 +149,88 @@ def test_reference_network_is_the_lab_table_with_default_initialization():
     assert first.bias.abs().max() <= bound and first.bias.abs().max() > 0
 
 
-def test_record_reference_writes_low_high_and_the_machine(monkeypatch, tmp_path):
-    tiny = labs.LabSettings(
+def tiny_lab(epochs: int = 1) -> labs.LabSettings:
+    return labs.LabSettings(
         "lab1_vgg", lambda k, c: nn.Sequential(nn.Flatten(), nn.Linear(c * 8 * 8, k)),
-        quick_epochs=1, quick_lr=0.1, quick_size=8, quick_batch_size=256,
+        quick_epochs=epochs, quick_lr=0.1, quick_size=8, quick_batch_size=256,
         data="fashion_mnist", epochs=1, lr=0.1, batch_size=256,
     )  # fmt: skip
-    monkeypatch.setitem(labs.LABS, "lab1_vgg", tiny)
+
+
+def test_each_seed_varies_the_batch_order_as_well_as_the_weights(monkeypatch):
+    monkeypatch.setitem(labs.LABS, "lab1_vgg", tiny_lab())
+    starts = [labs.reference_start("lab1_vgg", quick=True, seed=seed) for seed in (0, 1)]
+    (model0, data0, _), (model1, data1, _) = starts
+    assert not torch.equal(data0.train.indices(0), data1.train.indices(0))
+    assert not torch.equal(model0[1].weight, model1[1].weight)
+    # seed 0 is the notebook's run: torch.manual_seed(0), lab.data(), then the network
+    monkeypatch.setenv("CONVLAB_QUICK", "1")
+    with warnings.catch_warnings():
+        lab = labs.start("lab1_vgg")
+    torch.manual_seed(0)
+    assert torch.equal(lab.data().train.indices(0), data0.train.indices(0))
+    assert torch.equal(labs.LABS["lab1_vgg"].reference(10, 1)[1].weight, model0[1].weight)
+
+
+def test_recording_appends_each_seed_and_skips_what_it_has(monkeypatch, tmp_path):
+    monkeypatch.setitem(labs.LABS, "lab1_vgg", tiny_lab())
+    trained = []
+    real_fit = labs.fit
+
+    def counting_fit(model, data, *args, **kwargs):
+        trained.append(data.train.seed)
+        return real_fit(model, data, *args, **kwargs)
+
+    monkeypatch.setattr(labs, "fit", counting_fit)
     path = tmp_path / "labs.json"
-    entry = labs.record_reference(
-        "lab1_vgg", seeds=(0, 1), path=path, checkpoint_dir=tmp_path / "ckpt"
-    )
+    lines: list[str] = []
+    labs.record_reference("lab1_vgg", seeds=(0,), path=path, log=lines.append)
     stored = json.loads(path.read_text())["lab1_vgg"]["quick"]
-    assert stored == entry and len(entry["accuracies"]) == 2
-    assert entry["high"] == min(entry["accuracies"]) and entry["low"] == 0.1
-    assert (tmp_path / "ckpt" / "lab1_vgg.pt").exists()
+    assert [run["seed"] for run in stored["runs"]] == [0]  # written as soon as the seed ended
+    entry = labs.record_reference(
+        "lab1_vgg", seeds=(0, 1), path=path, checkpoint_dir=tmp_path / "ckpt", log=lines.append
+    )
+    assert trained == [0, 1]  # seed 0 was not trained twice
+    assert "seed 0: recorded already" in lines[1]
+    assert entry == json.loads(path.read_text())["lab1_vgg"]["quick"]
+    assert [run["seed"] for run in entry["runs"]] == [0, 1]
+    assert entry["high"] == min(run["accuracy"] for run in entry["runs"]) and entry["low"] == 0.1
+    assert len({run["fingerprint"] for run in entry["runs"]}) == 2
+    assert entry["recipe"]["epochs"] == 1 and entry["recipe"]["data"] == "digits"
+    # another recipe is another record: its runs replace the old ones
+    monkeypatch.setitem(labs.LABS, "lab1_vgg", tiny_lab(epochs=2))
+    entry = labs.record_reference("lab1_vgg", seeds=(1,), path=path)
+    assert trained == [0, 1, 1] and [run["seed"] for run in entry["runs"]] == [1]
+    assert entry["recipe"]["epochs"] == 2
+
+
+def test_full_mode_on_a_cpu_says_how_long_training_takes_unless_graded(monkeypatch, tmp_path):
+    path = tmp_path / "labs.json"
+    timing = {
+        "minutes": 4.5,
+        "threads": 2,
+        "date": "2026-12-05",
+        "machine": {"cores": 2, "cpu": "Test CPU"},
+    }
+    path.write_text(json.dumps({"lab1_vgg": {"full": {"runs": [], "timing": timing}}}))
+    monkeypatch.setattr(labs, "_record_path", lambda: path)
+    monkeypatch.setattr(labs, "default_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(labs, "keep_cuda_calls_on_cpu", lambda: None)  # no global patch here
+    monkeypatch.delenv("CONVLAB_QUICK", raising=False)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    said = []
+    monkeypatch.setattr("builtins.print", lambda *args, **kw: said.append(" ".join(map(str, args))))
+    with warnings.catch_warnings():
+        labs.start("lab1_vgg")
+        advice = "\n".join(said)
+        assert "about 4.5 minutes on a 2-core Test CPU (2 threads" in advice
+        assert "Runtime > Change runtime type" in advice
+        said.clear()
+        monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+        labs.start("lab1_vgg")
+        assert not any("minutes" in line for line in said)  # grading prints nothing extra
+        said.clear()
+        monkeypatch.delenv("NBGRADER_EXECUTION")
+        monkeypatch.setenv("CONVLAB_QUICK", "1")
+        labs.start("lab1_vgg")
+        assert not any("Change runtime type" in line for line in said)

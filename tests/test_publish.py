@@ -62,3 +62,16 @@ def test_publishing_stops_when_a_solution_would_leak(tmp_path):
 def test_publishing_into_the_course_itself_is_refused():
     with pytest.raises(SystemExit, match="outside the course"):
         publish.publish(ROOT / "public")
+
+
+def test_publishing_refuses_trained_weights_wherever_they_are(tmp_path):
+    course = tmp_path / "course"
+    (course / "labs" / "lab1_vgg").mkdir(parents=True)
+    (course / "labs" / "lab1_vgg" / "lab1_vgg.pt").write_bytes(b"weights")
+    (course / "tests").mkdir()
+    (course / "tests" / "kept.pt").write_bytes(b"instructors' weights, never published")
+    subprocess.run(["git", "init", "-q", str(course)], check=True)
+    subprocess.run(["git", "-C", str(course), "add", "."], check=True)
+    with pytest.raises(SystemExit, match=r"checkpoint files would be published.*lab1_vgg\.pt$"):
+        publish.publish(tmp_path / "public", root=course)
+    assert not (tmp_path / "public" / "labs").exists()  # refused before anything was copied

@@ -125,6 +125,10 @@ def find_leaks(folder: Path, secret: set[Fingerprint]) -> list[str]:
     return leaks
 
 
+# Trained weights never go to students, whatever folder they are in.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".pt.prev")
+
+
 def course_files(root: Path = ROOT) -> list[str]:
     """The files git tracks in the course, less the instructors' ones."""
     listed = subprocess.run(
@@ -148,6 +152,12 @@ def publish(destination: Path, root: Path = ROOT) -> list[str]:
         if old.name != ".git":
             shutil.rmtree(old) if old.is_dir() else old.unlink()
     files = course_files(root)
+    weights = [name for name in files if name.endswith(CHECKPOINT_SUFFIXES)]
+    if weights:  # a trained network is an answer: a student could hand it in as their own
+        raise SystemExit(
+            "checkpoint files would be published (keep them under tests/ or out of git): "
+            + ", ".join(weights)
+        )
     for name in files:
         target = destination / name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@ installs convlab from that address when it is missing, as on Colab, and leaves P
 This script rewrites that cell from the template below, adding it where it is missing. It also
 writes, under each lab's heading of ``book/labs.md``, the line with the lab's *Open in Colab*
 link (to the released notebook in ``labs/``) and its points, read from the notebook's nbgrader
-metadata.
+metadata, and, once ``python -m convlab.labs time`` has measured it, how long the lab's
+full-mode training takes on a CPU.
 
     python tools/stamp_notebooks.py          # rewrite the cells
     python tools/stamp_notebooks.py --check  # exit 1 and name the notebooks that differ
@@ -15,6 +16,7 @@ metadata.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -101,10 +103,25 @@ def lab_line(root: Path, notebook: Path, url: str, branch: str) -> str:
         c.metadata["nbgrader"].get("points", 0) for c in graded if "accuracy_points(" in c.source
     )
     link = colab_url(url, branch, notebook.relative_to(root).as_posix())
-    return (
+    line = (
         f"[Open in Colab]({link}) · {points:g} points, {trained:g} of them for the accuracy of "
         f"the network you train (hand in `{notebook.stem}.pt` with the notebook)."
     )
+    timing = cpu_timing(root, notebook.stem)
+    if timing:
+        line += (
+            f" Full-mode training on a CPU: about {timing['minutes']:g} minutes on a "
+            f"{timing['machine']['cores']}-core {timing['machine']['cpu']} "
+            f"({timing['threads']} threads; measured {timing['date']})."
+        )
+    return line
+
+
+def cpu_timing(root: Path, lab: str) -> dict | None:
+    """The full-mode timing recorded for ``lab`` by ``python -m convlab.labs time``, if any."""
+    record = root / "convlab" / "recorded" / "labs.json"
+    table = json.loads(record.read_text()) if record.exists() else {}
+    return table.get(lab, {}).get("full", {}).get("timing")
 
 
 def stamp_labs_page(root: Path, url: str, write: bool) -> bool:

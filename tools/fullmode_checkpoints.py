@@ -1,0 +1,163 @@
+"""The full-mode checkpoints the tests grade: each lab's solution run as a student runs it.
+
+    python tools/fullmode_checkpoints.py                  # every lab (hours on a 2-core CPU)
+    python tools/fullmode_checkpoints.py lab1_vgg lab3_batchnorm
+
+For each lab, the solution notebook ``solutions/<lab>/<lab>.ipynb`` is executed top to bottom in
+full mode (real Fashion-MNIST, seed 0, as a student on Colab would, here on the CPU with one
+thread) in a scratch folder, and the checkpoint it writes is kept as
+``tests/fullmode/<lab>.pt`` in fit's format without the optimizer's state (what grading reads:
+the epoch count, the weights, the history). Beside it goes ``<lab>_100steps.pt``: the lab's
+reference network at seed 0 trained for only a hundred steps, with the solution's state-dict keys
+and the lab's epoch count, as a student who stopped early and edited the file would hand it in.
+``tests/fullmode/checkpoints.json`` records, per lab, the accuracy of both on the test split, the
+seed-0 fingerprint of the reference run they match, the seconds and the machine.
+
+They live under tests/ (never in solutions/<lab>/, which nbgrader copies over every submission,
+nor in the convlab package that students install); ``tools/publish.py`` refuses any ``.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import torch
+
+from convlab import labs
+from convlab.recipes import machine
+from convlab.train import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDER = ROOT / "tests" / "fullmode"
+RECORD = FOLDER / "checkpoints.json"
+PARTIAL_STEPS = 100
+KEPT = ("format", "epoch", "config", "model", "history")  # what grading reads
+
+
+def full_mode_environment(threads: int) -> dict[str, str]:
+    """This process's environment in full mode: no quick mode, no grading, ``threads`` threads."""
+    env = dict(os.environ)
+    for name in (labs.QUICK_ENV, "NBGRADER_EXECUTION"):
+        env.pop(name, None)
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def run_solution(lab: str, work: Path, threads: int) -> Path:
+    """Execute the solution notebook in ``work`` in full mode; the checkpoint it wrote."""
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(ROOT / "solutions" / lab / f"{lab}.ipynb", as_version=4)
+    previous = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(full_mode_environment(threads))
+    try:
+        NotebookClient(
+            notebook, timeout=7200, resources={"metadata": {"path": str(work)}}
+        ).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
+    path = work / f"{lab}.pt"
+    if not path.exists():
+        sys.exit(f"running the solution of {lab} wrote no {path.name}")
+    nbformat.write(notebook, work / f"{lab}.executed.ipynb")
+    return path
+
+
+def by_order(values: dict[str, torch.Tensor], keys: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """``values``' tensors under ``keys``' names, matched by order; every shape must agree."""
+    if len(values) != len(keys):
+        raise ValueError(f"{len(values)} tensors for {len(keys)} keys")
+    out = {}
+    for (name, value), (key, target) in zip(values.items(), keys.items(), strict=True):
+        if value.shape != target.shape:
+            raise ValueError(
+                f"{name} {tuple(value.shape)} cannot become {key} {tuple(target.shape)}"
+            )
+        out[key] = value.clone()
+    return out
+
+
+def reference_accuracy(lab: str, weights: dict[str, torch.Tensor]) -> float:
+    """Test accuracy of the lab's reference network holding ``weights`` (any keys, in order)."""
+    model, data, _ = labs.reference_start(lab, quick=False, seed=0)
+    model.load_state_dict(by_order(weights, model.state_dict()))
+    return evaluate(model, data, device="cpu")
+
+
+def partial_weights(lab: str, steps: int) -> dict[str, torch.Tensor]:
+    """The reference at seed 0 after ``steps`` steps of the lab's optimizer at its peak rate."""
+    model, data, session = labs.reference_start(lab, quick=False, seed=0)
+    settings = session.settings
+    if settings.adamw:
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9)
+    model.train()
+    data.train.set_epoch(0)
+    batches = iter(data.train)
+    for _ in range(steps):
+        x, y = next(batches)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.state_dict()
+
+
+def make(lab: str, threads: int) -> dict[str, Any]:
+    labs.thresholds(lab, quick=False)  # the notebook's accuracy cell needs them: fail early
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    model, data, _ = labs.reference_start(lab, quick=False, seed=0)
+    mark = labs.fingerprint(labs.recipe(lab, quick=False), model, data)
+    with tempfile.TemporaryDirectory(prefix=f"fullmode-{lab}-") as scratch:
+        begin = time.perf_counter()
+        written = run_solution(lab, Path(scratch), threads)
+        seconds = time.perf_counter() - begin
+        state = torch.load(written, weights_only=True)
+    kept = {key: state[key] for key in KEPT}
+    torch.save(kept, FOLDER / f"{lab}.pt")
+    partial = dict(kept, model=by_order(partial_weights(lab, PARTIAL_STEPS), kept["model"]))
+    partial["history"] = []  # no finished epoch stands behind these weights
+    torch.save(partial, FOLDER / f"{lab}_100steps.pt")
+    return {
+        "accuracy": round(reference_accuracy(lab, kept["model"]), 4),
+        "history_accuracy": round(kept["history"][-1]["test_accuracy"], 4),
+        "partial_accuracy": round(reference_accuracy(lab, partial["model"]), 4),
+        "partial_steps": PARTIAL_STEPS,
+        "epochs": int(kept["epoch"]),
+        "reference_fingerprint": mark,
+        "notebook_seconds": round(seconds, 1),
+        "threads": threads,
+        **machine(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("labs", nargs="*", default=sorted(labs.LABS), help="default: every lab")
+    parser.add_argument("--threads", type=int, default=1, help="threads of each notebook's kernel")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for lab in args.labs:
+        entry = make(lab, args.threads)
+        table = json.loads(RECORD.read_text()) if RECORD.exists() else {}
+        table[lab] = entry
+        RECORD.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+        print(f"{lab}: {entry['accuracy']:.2%} (100 steps: {entry['partial_accuracy']:.2%}), "
+              f"notebook {entry['notebook_seconds']:.0f} s")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
