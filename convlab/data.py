@@ -880,7 +880,8 @@ def cifar10(
 
     50,000 training and 10,000 test images, read by torchvision from the Python pickles in
     ``<root>/cifar-10-batches-py`` (downloaded and unpacked there if missing and ``download``;
-    torchvision checks each file's MD5 sum).
+    torchvision checks each file's MD5 sum). Unlike Fashion-MNIST, no operating-system package
+    ships CIFAR-10: it needs internet access once, or the files copied there by hand.
 
     Args:
         root: folder holding ``cifar-10-batches-py/``.

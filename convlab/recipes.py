@@ -3,7 +3,8 @@
 A :class:`Recipe` fixes the model, data set, epochs, batch size, peak learning rate and
 augmentation for a full run on a GPU (Fashion-MNIST or CIFAR-10, aimed at under ten minutes on
 a Colab T4), and a *quick* variant that trains on the offline digits on any CPU in a few
-minutes.
+minutes. The CIFAR-10 recipes need torchvision's download of CIFAR-10 (no package ships it);
+Fashion-MNIST is also found where Debian's ``dataset-fashion-mnist`` puts it.
 
 What a recipe is expected to reach is never typed in by hand: it is read from the recorded runs
 shipped in ``convlab/recorded/recipes.json``, each with the machine, library versions and date

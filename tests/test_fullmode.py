@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -93,33 +92,16 @@ def test_full_mode_thresholds_are_recorded_at_every_seed(lab):
 
 
 @per_lab()
-def test_the_kept_checkpoint_gives_its_recorded_accuracy_again(lab):
+def test_the_kept_checkpoint_gives_its_recorded_accuracy_again(lab, full_mode):
     entry = record(lab)
     state = torch.load(kept.FOLDER / f"{lab}.pt", weights_only=True)
     assert int(state["epoch"]) == labs.LABS[lab].epochs and "optimizer" not in state
-    accuracy = kept.reference_accuracy(lab, state["model"])
+    accuracy = kept.checkpoint_accuracy(lab, state["model"])
     assert accuracy == pytest.approx(entry["accuracy"], abs=2e-4)  # two images of 10,000
     # the notebook's own evaluation after its last epoch saw the same network
     assert accuracy == pytest.approx(state["history"][-1]["test_accuracy"], abs=2e-4)
     _, high = labs.thresholds(lab, quick=False)
     assert accuracy >= high, f"the solution's run scores {accuracy:.2%}, under {high:.2%}"
-
-
-def solution_network(lab: str) -> torch.nn.Module:
-    """The network the solution notebook trains in full mode, built by its own cells."""
-    notebook = read(labkit.solution_path(lab))
-    namespace: dict = {"__name__": "__main__"}
-    with warnings.catch_warnings():
-        for cell in notebook.cells:
-            meta = cell.metadata.get("nbgrader", {})
-            if cell.cell_type != "code" or meta.get("grade") or "%pip" in cell.source:
-                continue
-            if "lab.train(" in cell.source:
-                before = cell.source.split("history = lab.train(")[0]
-                exec(compile(before, f"<{lab} training cell>", "exec"), namespace)
-                return namespace["model"]
-            exec(compile(cell.source, f"<{lab} cell>", "exec"), namespace)
-    raise AssertionError(f"{lab}'s solution has no training cell")
 
 
 @per_lab()
@@ -131,10 +113,11 @@ def test_the_solution_starts_where_the_recorded_seed_0_started(lab, full_mode):
         "the record is of another recipe: record again"
     )
     assert record(lab)["reference_fingerprint"] == mark, "the kept checkpoint is of another run"
-    ours = solution_network(lab).state_dict()
-    theirs = model.state_dict()
+    solution, session = kept.solution_network(lab)
+    assert torch.equal(session.data().train.indices(0), data.train.indices(0))  # batch order
+    ours, theirs = list(solution.named_parameters()), list(model.named_parameters())
     assert len(ours) == len(theirs)
-    for (name, a), (key, b) in zip(ours.items(), theirs.items(), strict=True):
+    for (name, a), (key, b) in zip(ours, theirs, strict=True):
         assert torch.equal(a, b), (
             f"the solution's {name} and the reference's {key} differ at seed 0"
         )
@@ -218,10 +201,10 @@ def test_full_mode_grading_gives_the_solution_full_marks_and_the_blank_zero(grad
 
 
 @graded_labs
-def test_an_early_stop_gets_what_the_formula_gives_for_its_accuracy(graded):
+def test_an_early_stop_gets_what_the_formula_gives_for_its_accuracy(graded, full_mode):
     lab, grades, output = graded
     state = torch.load(kept.FOLDER / f"{lab}_100steps.pt", weights_only=True)
-    accuracy = kept.reference_accuracy(lab, state["model"])  # evaluate(), outside the grader
+    accuracy = kept.checkpoint_accuracy(lab, state["model"])  # evaluate(), outside the grader
     assert accuracy == pytest.approx(record(lab)["partial_accuracy"], abs=2e-4)
     low, high = labs.thresholds(lab, quick=False)
     points = accuracy_points(lab)

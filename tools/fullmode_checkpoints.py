@@ -7,9 +7,9 @@ For each lab, the solution notebook ``solutions/<lab>/<lab>.ipynb`` is executed 
 full mode (real Fashion-MNIST, seed 0, as a student on Colab would, here on the CPU with one
 thread) in a scratch folder, and the checkpoint it writes is kept as
 ``tests/fullmode/<lab>.pt`` in fit's format without the optimizer's state (what grading reads:
-the epoch count, the weights, the history). Beside it goes ``<lab>_100steps.pt``: the lab's
-reference network at seed 0 trained for only a hundred steps, with the solution's state-dict keys
-and the lab's epoch count, as a student who stopped early and edited the file would hand it in.
+the epoch count, the weights, the history). Beside it goes ``<lab>_100steps.pt``: the
+solution's network at seed 0 trained for only a hundred steps, saved with the lab's epoch count
+and an empty history, as a student who stopped early and edited the file would hand it in.
 ``tests/fullmode/checkpoints.json`` records, per lab, the accuracy of both on the test split, the
 seed-0 fingerprint of the reference run they match, the seconds and the machine.
 
@@ -25,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,38 +75,50 @@ def run_solution(lab: str, work: Path, threads: int) -> Path:
     return path
 
 
-def by_order(values: dict[str, torch.Tensor], keys: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """``values``' tensors under ``keys``' names, matched by order; every shape must agree."""
-    if len(values) != len(keys):
-        raise ValueError(f"{len(values)} tensors for {len(keys)} keys")
-    out = {}
-    for (name, value), (key, target) in zip(values.items(), keys.items(), strict=True):
-        if value.shape != target.shape:
-            raise ValueError(
-                f"{name} {tuple(value.shape)} cannot become {key} {tuple(target.shape)}"
-            )
-        out[key] = value.clone()
-    return out
+def solution_network(lab: str) -> tuple[torch.nn.Module, Any]:
+    """The untrained network of the solution notebook in this process's mode, and its lab.
+
+    The notebook's own cells build it: every code cell before the training cell except the test
+    cells and the install cell, then the training cell up to ``lab.train``. In full mode at seed
+    0 this is the network a student's run starts from.
+    """
+    notebook = nbformat.read(ROOT / "solutions" / lab / f"{lab}.ipynb", as_version=4)
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    with warnings.catch_warnings():  # start() silences warnings for the notebook's sake
+        for index, cell in enumerate(notebook.cells):
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type != "code" or meta.get("grade") or "%pip" in cell.source:
+                continue
+            source = cell.source
+            training = "history = lab.train(" in source
+            if training:
+                source = source.split("history = lab.train(")[0]
+            exec(compile(source, f"<{lab} cell {index}>", "exec"), namespace)
+            if training:
+                return namespace["model"], namespace["lab"]
+    raise ValueError(f"{lab}'s solution has no cell with history = lab.train(...)")
 
 
-def reference_accuracy(lab: str, weights: dict[str, torch.Tensor]) -> float:
-    """Test accuracy of the lab's reference network holding ``weights`` (any keys, in order)."""
-    model, data, _ = labs.reference_start(lab, quick=False, seed=0)
-    model.load_state_dict(by_order(weights, model.state_dict()))
-    return evaluate(model, data, device="cpu")
+def checkpoint_accuracy(lab: str, weights: dict[str, torch.Tensor]) -> float:
+    """Test accuracy, by :func:`convlab.train.evaluate`, of the solution's network with ``weights``."""
+    model, session = solution_network(lab)
+    model.load_state_dict(weights)
+    return evaluate(model, session.data(), device="cpu")
 
 
 def partial_weights(lab: str, steps: int) -> dict[str, torch.Tensor]:
-    """The reference at seed 0 after ``steps`` steps of the lab's optimizer at its peak rate."""
-    model, data, session = labs.reference_start(lab, quick=False, seed=0)
+    """The solution's network at seed 0 after ``steps`` steps of the lab's optimizer at its peak
+    learning rate, on the lab's first batches."""
+    model, session = solution_network(lab)
     settings = session.settings
     if settings.adamw:
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9)
     model.train()
-    data.train.set_epoch(0)
-    batches = iter(data.train)
+    loader = session.data().train
+    loader.set_epoch(0)
+    batches = iter(loader)
     for _ in range(steps):
         x, y = next(batches)
         loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -127,13 +140,21 @@ def make(lab: str, threads: int) -> dict[str, Any]:
         state = torch.load(written, weights_only=True)
     kept = {key: state[key] for key in KEPT}
     torch.save(kept, FOLDER / f"{lab}.pt")
-    partial = dict(kept, model=by_order(partial_weights(lab, PARTIAL_STEPS), kept["model"]))
-    partial["history"] = []  # no finished epoch stands behind these weights
+    previous = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(full_mode_environment(threads))
+    try:
+        partial = dict(kept, model=partial_weights(lab, PARTIAL_STEPS), history=[])
+        accuracy = checkpoint_accuracy(lab, kept["model"])
+        partial_accuracy = checkpoint_accuracy(lab, partial["model"])
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
     torch.save(partial, FOLDER / f"{lab}_100steps.pt")
     return {
-        "accuracy": round(reference_accuracy(lab, kept["model"]), 4),
+        "accuracy": round(accuracy, 4),
         "history_accuracy": round(kept["history"][-1]["test_accuracy"], 4),
-        "partial_accuracy": round(reference_accuracy(lab, partial["model"]), 4),
+        "partial_accuracy": round(partial_accuracy, 4),
         "partial_steps": PARTIAL_STEPS,
         "epochs": int(kept["epoch"]),
         "reference_fingerprint": mark,
