@@ -157,13 +157,18 @@ VGG_LAB_HIDDEN = 128
 
 
 def _vgg_lab_reference(num_classes: int, in_channels: int) -> nn.Module:
-    model = VGG(
-        VGG_LAB_STAGES,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        pooled_size=1,
-        hidden_features=VGG_LAB_HIDDEN,
-    )
+    # Built without drawing from the global generator (VGG initializes its own way), then given
+    # PyTorch's default initialization in module order, the order a student's layers are created
+    # in: at one seed the reference and the solution notebook's network start from the same
+    # weights.
+    with torch.random.fork_rng(devices=[]):
+        model = VGG(
+            VGG_LAB_STAGES,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            pooled_size=1,
+            hidden_features=VGG_LAB_HIDDEN,
+        )
     return _default_init(model)
 
 
@@ -732,14 +737,18 @@ def efficientnet_flops(
 
 
 def _efficientnet_lab_reference(num_classes: int, in_channels: int) -> nn.Module:
-    model = efficientnet_from_table(
-        EFFICIENTNET_LAB_STAGES,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        small_input=True,
-        stem_channels=EFFICIENTNET_LAB_STEM,
-        head_channels=EFFICIENTNET_LAB_HEAD,
-    )
+    # Built without drawing from the global generator (efficientnet_from_table initializes its
+    # own way), then given PyTorch's default initialization in module order, the order a
+    # student's layers are created in: at one seed both start from the same weights.
+    with torch.random.fork_rng(devices=[]):
+        model = efficientnet_from_table(
+            EFFICIENTNET_LAB_STAGES,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            small_input=True,
+            stem_channels=EFFICIENTNET_LAB_STEM,
+            head_channels=EFFICIENTNET_LAB_HEAD,
+        )
     return _default_init(model)
 
 
