@@ -36,22 +36,7 @@ from convlab import data as datasets  # noqa: E402
 from convlab import labs  # noqa: E402
 
 LABS = labkit.lab_names()
-# Labs whose full mode is still being recorded (three seeds, then the kept checkpoint, take hours
-# of CPU): their tests must fail until then, and must pass, to leave these sets, once recorded.
-SEEDS_PENDING: set[str] = {"lab5_resnext"}
-CHECKPOINT_PENDING: set[str] = SEEDS_PENDING
-
-
-def per_lab(pending: set[str] = CHECKPOINT_PENDING) -> pytest.MarkDecorator:
-    params = []
-    for lab in LABS:
-        marks = []
-        if lab in pending:
-            marks.append(
-                pytest.mark.xfail(strict=True, reason=f"{lab}'s full mode is not recorded yet")
-            )
-        params.append(pytest.param(lab, marks=marks))
-    return pytest.mark.parametrize("lab", params)
+per_lab = pytest.mark.parametrize("lab", LABS)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -75,7 +60,7 @@ def record(lab: str) -> dict:
     return table[lab]
 
 
-@per_lab(SEEDS_PENDING)
+@per_lab
 def test_full_mode_thresholds_are_recorded_at_every_seed(lab):
     low, high = labs.thresholds(lab, quick=False)
     entry = labs.recorded(lab, quick=False)
@@ -85,7 +70,7 @@ def test_full_mode_thresholds_are_recorded_at_every_seed(lab):
         assert run["machine"]["cpu"] and len(run["load"]["before"]) == 3 and run["seconds"] > 0
 
 
-@per_lab()
+@per_lab
 def test_the_kept_checkpoint_gives_its_recorded_accuracy_again(lab, full_mode):
     entry = record(lab)
     state = torch.load(kept.FOLDER / f"{lab}.pt", weights_only=True)
@@ -98,7 +83,7 @@ def test_the_kept_checkpoint_gives_its_recorded_accuracy_again(lab, full_mode):
     assert accuracy >= high, f"the solution's run scores {accuracy:.2%}, under {high:.2%}"
 
 
-@per_lab()
+@per_lab
 def test_the_solution_starts_where_the_recorded_seed_0_started(lab, full_mode):
     model, data, _ = labs.reference_start(lab, quick=False, seed=0)
     mark = labs.fingerprint(labs.recipe(lab, quick=False), model, data)
@@ -174,12 +159,7 @@ graded_labs = pytest.mark.parametrize(
     [
         pytest.param(
             lab,
-            marks=[pytest.mark.xdist_group(f"full_{lab}"), pytest.mark.slow]
-            + (
-                [pytest.mark.xfail(strict=True, reason="not recorded yet")]
-                if lab in CHECKPOINT_PENDING
-                else []
-            ),
+            marks=[pytest.mark.xdist_group(f"full_{lab}"), pytest.mark.slow],
         )
         for lab in LABS
     ],
