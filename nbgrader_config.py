@@ -5,6 +5,11 @@ labs/<lab>/        what students receive (`nbgrader generate_assignment <lab>` w
 submitted/, autograded/, feedback/, gradebook.db   made while grading; never committed
 """
 
+import atexit
+import os
+import shutil
+import tempfile
+
 c = get_config()  # noqa: F821 (nbgrader provides get_config when it reads this file)
 
 c.CourseDirectory.course_id = "convlab"
@@ -21,6 +26,15 @@ c.OverwriteCells.add_missing_cells = True
 # test split) takes well under a minute on two cores; five minutes leaves room for slow machines.
 c.Execute.timeout = 300
 c.Execute.interrupt_on_timeout = True
+
+# Kernels talk to nbgrader over unix sockets in a private folder of this nbgrader process, not
+# over TCP ports: a port is picked free, released, then bound by the kernel, and another process
+# starting a kernel in between can take it (the kernel dies with "Address already in use").
+# `python -m convlab.grade` sets its own, per submission.
+_sockets = tempfile.mkdtemp(prefix="nbgrader-")  # mode 700; a short path, as sockets need
+atexit.register(shutil.rmtree, _sockets, ignore_errors=True)
+c.KernelManager.transport = "ipc"
+c.KernelManager.ip = os.path.join(_sockets, "kernel")
 
 # Warnings that PyTorch prints on stderr (a deprecation, a CPU-only notice) never cost points:
 # nbgrader scores a test cell with stderr output as failed unless the output is removed first.

@@ -18,7 +18,8 @@ Conventions, stated once:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -174,8 +175,11 @@ def summary(
 ) -> Summary:
     """Run ``model`` once on a random input and account for every leaf layer.
 
-    The model's state is left as it was: the training-mode pass that measures saved tensors
-    restores every buffer (batch-norm statistics) and the random-number generator afterwards.
+    The model and the caller's random streams are left as they were: every module gets its own
+    training or evaluation mode back, the training-mode pass that measures saved tensors restores
+    every buffer (batch-norm statistics), the input comes from a private generator, and the CPU's
+    random state (and the CUDA device's, on a GPU) is restored afterwards. A module called more
+    than once has a row per call, each with that call's MACs; its parameters count once.
 
     Args:
         model: any ``nn.Module`` taking one image batch.
@@ -188,8 +192,10 @@ def summary(
         A :class:`Summary`.
 
     Raises:
-        ValueError: the input size is malformed or too small for the network; the message names
-            the layer that could not handle it.
+        ValueError: the input size is malformed, too small for the network or of the wrong
+            shape for a layer; the message names the layer that could not handle it. Other
+            errors of the model's forward pass are raised as they are, with a note naming the
+            layer.
     """
     shape = tuple(int(s) for s in input_size)
     if len(shape) == 3:
@@ -201,26 +207,31 @@ def summary(
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
-    x = torch.randn(shape, device=device, dtype=dtype)
+    device = torch.device(device)
+    # the input comes from a private generator: the caller's random streams stay where they were
+    x = torch.randn(shape, device=device, dtype=dtype, generator=_generator(device))
     leaves = {name: m for name, m in model.named_modules() if not any(m.children())}
     model_name = type(model).__name__
 
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     model.eval()
-    outputs: list[tuple[str, nn.Module, Tensor]] = []
-    current: list[str] = []
+    calls: list[tuple[str, nn.Module, Tensor, int]] = []  # one per call of a leaf
+    current: list[tuple[str, int]] = []  # the leaves being called, with the FLOPs before
+
+    def module_flops(name: str) -> int:
+        return sum(counter.get_flop_counts().get(f"{model_name}.{name}", {}).values())
 
     def pre_hook(name: str):
         def hook(module: nn.Module, args: tuple) -> None:
-            current.append(name)
+            current.append((name, module_flops(name)))
 
         return hook
 
     def post_hook(name: str):
         def hook(module: nn.Module, args: tuple, output: object) -> None:
-            current.pop()
+            _, before = current.pop()
             if isinstance(output, Tensor):
-                outputs.append((name, module, output))
+                calls.append((name, module, output, module_flops(name) - before))
 
         return hook
 
@@ -229,19 +240,24 @@ def summary(
         handles.append(m.register_forward_pre_hook(pre_hook(name)))
         handles.append(m.register_forward_hook(post_hook(name)))
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            _run(model, x, current)
+        with _random_state_kept(device):
+            try:
+                with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                    _run(model, x, current)
+            finally:
+                for h in handles:
+                    h.remove()
+            saved_act, saved_par = _saved_bytes(model, x) if measure_backward else (0, 0)
     finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+        for module, mode in modes.items():
+            module.training = mode
 
-    flops = counter.get_flop_counts()
     seen = {x.untyped_storage().data_ptr()}
+    counted: set[nn.Module] = set()  # a module called again owns no more parameters
     rows: list[LayerRow] = []
     activations = x.numel()
     activation_bytes = x.numel() * x.element_size()
-    for name, module, out in outputs:
+    for name, module, out, flops in calls:
         ptr = out.untyped_storage().data_ptr()
         new = ptr not in seen
         seen.add(ptr)
@@ -249,21 +265,21 @@ def summary(
         if new:
             activations += out.numel()
             activation_bytes += nbytes
-        module_flops = flops.get(f"{model_name}.{name}", {})
+        params = 0 if module in counted else sum(p.numel() for p in module.parameters(False))
+        counted.add(module)
         rows.append(
             LayerRow(
                 name=name,
                 type=type(module).__name__,
                 output_shape=tuple(out.shape),
-                params=sum(p.numel() for p in module.parameters(recurse=False)),
+                params=params,
                 activations=out.numel(),
                 activation_bytes=nbytes,
-                macs=sum(module_flops.values()) // 2,
+                macs=flops // 2,
                 new_tensor=new,
             )
         )
 
-    saved_act, saved_par = _saved_bytes(model, x) if measure_backward else (0, 0)
     params = list(model.named_parameters())
     return Summary(
         model=model_name,
@@ -281,17 +297,64 @@ def summary(
     )
 
 
-def _run(model: nn.Module, x: Tensor, current: list[str]) -> object:
-    """Call the model; turn a shape failure into one line naming the layer and the input."""
+# What PyTorch says when an input is too small for a layer (a kernel or pooling window larger
+# than the map, an output size below one); only these are answered with "use a larger input".
+_TOO_SMALL = (
+    "too small",
+    "can't be greater than actual input size",
+    "kernel size can't be greater",
+    "padded input size per channel",
+    "output size is too small",
+)
+# Other mismatches between the input and a layer (channels, flattened features).
+_MISMATCH = (
+    "expected input",
+    "to have",
+    "channels",
+    "shapes cannot be multiplied",
+    "size of tensor",
+)
+
+
+def _run(model: nn.Module, x: Tensor, current: list[tuple[str, int]]) -> object:
+    """Call the model; a shape failure becomes one line naming the layer and the input.
+
+    Errors that have nothing to do with the input's shape are raised as they are, with a note
+    naming the layer.
+    """
     try:
         return model(x)
     except RuntimeError as error:
-        where = f" at layer '{current[-1]}'" if current else ""
+        layer = current[-1][0] if current else None
         reason = str(error).strip().splitlines()[0]
-        raise ValueError(
-            f"input of shape {tuple(x.shape)} does not fit {type(model).__name__}{where}: {reason}. "
-            "Use a larger input (or the model's small-input configuration)."
-        ) from None
+        lowered = reason.lower()
+        where = f" at layer '{layer}'" if layer is not None else ""
+        fits = f"input of shape {tuple(x.shape)} does not fit {type(model).__name__}{where}"
+        if any(text in lowered for text in _TOO_SMALL):
+            raise ValueError(
+                f"{fits}: {reason}. Use a larger input (or the model's small-input configuration)."
+            ) from None
+        if any(text in lowered for text in _MISMATCH):
+            raise ValueError(
+                f"{fits}: {reason}. Check the input's channels and size against the layer's."
+            ) from None
+        if layer is not None:
+            error.add_note(f"(raised in layer '{layer}' while summarizing {type(model).__name__})")
+        raise
+
+
+def _generator(device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(0)
+    return generator
+
+
+@contextmanager
+def _random_state_kept(device: torch.device) -> Iterator[None]:
+    """The CPU's random state, and the device's where it is CUDA, restored afterwards."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type="cuda"):
+        yield
 
 
 def _saved_bytes(model: nn.Module, x: Tensor) -> tuple[int, int]:
@@ -309,18 +372,14 @@ def _saved_bytes(model: nn.Module, x: Tensor) -> tuple[int, int]:
         return t
 
     buffers = [(b, b.clone()) for b in model.buffers()]
-    rng = torch.random.get_rng_state()
-    was_training = model.training
     model.train()
     try:
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             model(x)
-    finally:
-        model.train(was_training)
+    finally:  # the caller restores modes and random state
         with torch.no_grad():
             for buffer, saved in buffers:
                 buffer.copy_(saved)
-        torch.random.set_rng_state(rng)
     param_bytes = sum(n for ptr, n in storages.items() if ptr in param_ptrs)
     return sum(storages.values()) - param_bytes, param_bytes
 

@@ -11,6 +11,16 @@ from torch import Tensor, nn
 torch.set_num_threads(max(1, torch.get_num_threads()))
 
 
+@pytest.fixture(autouse=True)
+def _training_allowed_again():
+    """A test that graded something (convlab.labs switches fit to loading only) leaves fit able
+    to train for the next test in the same process."""
+    yield
+    from convlab import train
+
+    train.only_load_checkpoints(False)
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

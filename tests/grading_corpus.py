@@ -198,8 +198,16 @@ PRINTING_LOOP = "while True:\n    print('still going' * 100)\n"
 MEMORY_BOMB = "hog = torch.empty(12 * 2**30, dtype=torch.uint8)\n"  # 12 GiB of address space
 LOUD = "for _ in range(20_000):\n    print('x' * 1000)\n"  # 20 MB
 
+
+def cut_off(notebook: Any) -> str:
+    """The notebook's file as an upload cut off half way leaves it."""
+    text = nbformat.writes(notebook)
+    return text[: len(text) // 2]
+
+
 BAD: list[Case] = [
     Case("not_json", _raw('{"cells": [{"cell_type": "code", '), "unreadable notebook", 0),
+    Case("cut_off_mid_file", _raw(cut_off(answered())), "unreadable notebook", 0),
     Case("not_a_notebook", _raw('{"students": ["me"]}'), "unreadable notebook", 0),
     Case("old_nbformat", _old_format, "graded", FULL),
     Case("wrong_name", _notebook(answered(), name="Lab1 VGG (1).ipynb"),

@@ -8,10 +8,14 @@ comparison functions, look-alike outputs, aliases, subclasses and wrappers of th
 from __future__ import annotations
 
 import builtins
+import contextlib
 import copy
 import importlib
 import math
 import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from convlab import check
+import convlab
+import convlab.check
 from convlab.check import (
     FLOAT32_RTOL,
     FLOAT64_RTOL,
@@ -32,8 +37,13 @@ from convlab.check import (
     check_parameter_count,
     check_same_function,
     count_parameters,
+    register_reference,
     transfer_weights,
 )
+
+# Private: whether TF32 applies, and the tolerance it gets, decide on a CUDA device only, which a
+# CPU-only test run cannot reach through the public checks.
+from convlab.check._compare import _tf32_enabled, _tf32_tolerance
 from convlab.layers import BatchNorm, ConvBNAct, batch_norm
 from convlab.models.densenet import DenseBlock, Transition
 from convlab.models.efficientnet import MBConv
@@ -496,24 +506,80 @@ def test_transfer_weights_explains_a_count_mismatch() -> None:
 # Tolerances.
 
 
-def test_tolerance_follows_the_device_and_tf32() -> None:
-    assert not check._tf32_enabled(torch.device("cpu"))
-    with torch.backends.cudnn.flags(enabled=True, allow_tf32=True):
-        assert check._tf32_enabled(torch.device("cuda"))
+def _precision_settings() -> dict[str, object]:
+    """Every float32-precision setting PyTorch reports (or the error that reading one raises)."""
+    backends = torch.backends
+    readers = {
+        "fp32_precision": lambda: backends.fp32_precision,
+        "cudnn.fp32_precision": lambda: backends.cudnn.fp32_precision,
+        "cudnn.conv.fp32_precision": lambda: backends.cudnn.conv.fp32_precision,
+        "cudnn.rnn.fp32_precision": lambda: backends.cudnn.rnn.fp32_precision,
+        "cuda.matmul.fp32_precision": lambda: backends.cuda.matmul.fp32_precision,
+        "cudnn.allow_tf32": lambda: backends.cudnn.allow_tf32,
+        "cuda.matmul.allow_tf32": lambda: backends.cuda.matmul.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision,
+    }
+    settings: dict[str, object] = {}
+    for name, read in readers.items():
+        try:
+            settings[name] = read()
+        except Exception as error:  # mixed legacy and new settings cannot be read back
+            settings[name] = type(error).__name__
+    return settings
+
+
+@contextlib.contextmanager
+def _tf32_off() -> Iterator[None]:
+    """Every TF32 setting off, which PyTorch's defaults are not (cuDNN convolutions may use
+    TF32); the settings as they were afterwards."""
     conv = getattr(torch.backends.cudnn, "conv", None)
-    matmul = torch.backends.cuda.matmul
     if not hasattr(conv, "fp32_precision"):
         pytest.skip("torch before 2.9 has no fp32_precision settings")
+    matmul = torch.backends.cuda.matmul
     saved = conv.fp32_precision, matmul.fp32_precision, torch.get_float32_matmul_precision()
     try:
-        conv.fp32_precision = matmul.fp32_precision = "ieee"  # TF32 off everywhere, new API
         torch.set_float32_matmul_precision("highest")
-        assert not check._tf32_enabled(torch.device("cuda"))
-        conv.fp32_precision = "tf32"
-        assert check._tf32_enabled(torch.device("cuda"))
+        conv.fp32_precision = matmul.fp32_precision = "ieee"
+        yield
     finally:  # in this order: the matmul precision also sets matmul.fp32_precision
         torch.set_float32_matmul_precision(saved[2])
         conv.fp32_precision, matmul.fp32_precision = saved[:2]
+
+
+# One setting each, the new API and the legacy flags, turned from off to TF32.
+TF32_SWITCHES = {
+    "cudnn.conv.fp32_precision": lambda: setattr(
+        torch.backends.cudnn.conv, "fp32_precision", "tf32"
+    ),
+    "cuda.matmul.fp32_precision": lambda: setattr(
+        torch.backends.cuda.matmul, "fp32_precision", "tf32"
+    ),
+    "cudnn.allow_tf32": lambda: setattr(torch.backends.cudnn, "allow_tf32", True),
+    "cuda.matmul.allow_tf32": lambda: setattr(torch.backends.cuda.matmul, "allow_tf32", True),
+    "float32_matmul_precision high": lambda: torch.set_float32_matmul_precision("high"),
+    "float32_matmul_precision medium": lambda: torch.set_float32_matmul_precision("medium"),
+}
+
+
+@pytest.mark.parametrize("switch", list(TF32_SWITCHES))
+def test_each_tf32_setting_is_seen_on_cuda_devices_only(switch: str) -> None:
+    before = _precision_settings()
+    with _tf32_off():
+        assert not _tf32_enabled(torch.device("cuda")), "TF32 seen with every setting off"
+        TF32_SWITCHES[switch]()
+        assert _tf32_enabled(torch.device("cuda")), f"{switch} turned TF32 on, unseen"
+        assert not _tf32_enabled(torch.device("cpu"))
+    assert _precision_settings() == before, "the test left PyTorch's settings changed"
+
+
+def test_the_tf32_tolerance_is_four_times_the_references_own_error_within_bounds() -> None:
+    exact = torch.full((3, 4), 2.0, dtype=torch.float64)  # |b| = 2 and rms(b) = 2
+    for error, rtol in [(0.02, 0.02), (0.001, TF32_RTOL_MIN), (1.0, TF32_RTOL_MAX)]:
+        rounded = (exact + error).float()  # relative error e / (|b| + rms) = e / 4
+        assert _tf32_tolerance([rounded, None], [exact, None]) == pytest.approx(rtol, rel=1e-5)
+    # the largest error of several outputs counts
+    outputs = [(exact + 0.004).float(), (exact + 0.03).float()]
+    assert _tf32_tolerance(outputs, [exact, exact]) == pytest.approx(0.03, rel=1e-5)
 
 
 def _tf32(t: Tensor) -> Tensor:
@@ -540,19 +606,63 @@ def test_tf32_rounding_needs_and_gets_the_tf32_tolerance() -> None:
         check_same_function(student, reference, (2, 16, 6, 6))
     assert f"<= {FLOAT32_RTOL:g} * (|reference|" in message(error)
     reference64 = copy.deepcopy(reference).double()
-    args = check._make_args([(2, 16, 6, 6)], 0, torch.device("cpu"), torch.float32, grad=False)
+    x = torch.randn(2, 16, 6, 6, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        theirs = [reference(*args.values)]
-    rtol = check._tf32_tolerance(
-        reference64, [(2, 16, 6, 6)], 0, torch.device("cpu"), False, theirs
-    )
+        theirs, exact = [reference(x)], [reference64(x.double())]
+    rtol = _tf32_tolerance(theirs, exact)
     assert rtol == TF32_RTOL_MIN  # the reference itself runs in float32 here: the floor applies
     check_same_function(student, reference, (2, 16, 6, 6), rtol=rtol)
-    noisy = [theirs[0] + 10.0]
-    assert (
-        check._tf32_tolerance(reference64, [(2, 16, 6, 6)], 0, torch.device("cpu"), False, noisy)
-        == TF32_RTOL_MAX
+
+
+class TenPercentOff(nn.Sequential):
+    """A network whose output is 10% too large: beyond every tolerance, TF32 or not."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) * 1.1
+
+
+def test_where_tf32_applies_the_check_measures_the_references_own_error(monkeypatch) -> None:
+    """The TF32 branch of check_same_function, on the CPU: the check is told that TF32 applies to
+    its device (on CUDA the settings tested above say so), and the tamper guard's record of the
+    checkers' own names is told the same, or it would refuse to grade."""
+    function = importlib.import_module("convlab.check.function")
+    guard = importlib.import_module("convlab.check._guard")
+    tf32_here = lambda device: True  # noqa: E731
+    monkeypatch.setattr(function, "_tf32_enabled", tf32_here)
+    monkeypatch.setitem(guard._OWN_NAMES["convlab.check.function"], "_tf32_enabled", tf32_here)
+    student = nn.Sequential(
+        TF32Conv2d(16, 16, 3, padding=1), nn.ReLU(), TF32Conv2d(16, 16, 3, padding=1)
     )
+    reference = nn.Sequential(
+        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1)
+    )
+    check_same_function(student, reference, (2, 16, 6, 6))  # float32's tolerance refuses it
+    wrong = TenPercentOff(*(copy.deepcopy(layer) for layer in reference))
+    with pytest.raises(CheckError) as error:
+        check_same_function(wrong, reference, (2, 16, 6, 6))
+    # the reference's own error (float32 against float64) is far below TF32's: the floor applies
+    assert f"<= {TF32_RTOL_MIN:g} * (|reference|" in message(error)
+    assert "float32 on cpu with TF32, 4x the reference's own TF32 error)" in message(error)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TF32 applies on CUDA devices only")
+def test_on_cuda_the_tolerance_follows_the_tf32_setting() -> None:
+    def net(cls: type[nn.Sequential]) -> nn.Sequential:
+        layers = nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1)
+        return cls(*layers).cuda()
+
+    reference, wrong = net(nn.Sequential), net(TenPercentOff)
+    texts = {}
+    with _tf32_off():
+        for state in ("off", "on"):
+            if state == "on":
+                TF32_SWITCHES["cudnn.conv.fp32_precision"]()
+            with pytest.raises(CheckError) as error:
+                check_same_function(wrong, reference, (2, 16, 6, 6))
+            texts[state] = message(error)
+    assert f"<= {FLOAT32_RTOL:g} * (|reference|" in texts["off"] and "TF32" not in texts["off"]
+    assert "with TF32, 4x the reference's own TF32 error)" in texts["on"]
+    assert f"<= {FLOAT32_RTOL:g} * (|reference|" not in texts["on"]
 
 
 def test_gradient_checks_run_in_float64_on_the_cpu() -> None:
@@ -565,7 +675,21 @@ def test_gradient_checks_run_in_float64_on_the_cpu() -> None:
 
     check_gradients(Recording(4, 4), reference_block(4, 4), (2, 4, 4, 4))
     assert seen == [(torch.float64,) * 3]
-    assert FLOAT64_RTOL < 1e-6
+
+
+class SlightlyOff(OwnBasicBlock):
+    """A residual block whose output is 1e-5 too large, relative: below float32's tolerance."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) * (1 + 1e-5)
+
+
+def test_gradient_checks_see_what_float32_could_not() -> None:
+    check_gradients(SlightlyOff(4, 4), reference_block(4, 4), (2, 4, 4, 4), rtol=FLOAT32_RTOL)
+    with pytest.raises(CheckError) as error:  # float64's tolerance, the default
+        check_gradients(SlightlyOff(4, 4), reference_block(4, 4), (2, 4, 4, 4))
+    assert f"<= {FLOAT64_RTOL:g} * (|reference|" in message(error)
+    check_gradients(OwnBasicBlock(4, 4), reference_block(4, 4), (2, 4, 4, 4))  # exact: passes
 
 
 def test_gradient_check_finds_statistics_treated_as_constants() -> None:
@@ -634,13 +758,28 @@ def test_patching_what_the_reference_computes_with_is_refused(
     with pytest.raises(CheckError) as error:
         check_same_function(OwnDenseBlock(2, 4, 4, add=True), DenseBlock(2, 4, 4), (2, 4, 4, 4))
     assert "torch.cat was replaced" in message(error)
-    monkeypatch.undo()
-    monkeypatch.setattr(check, "_compare", lambda *args, **kwargs: None)
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("convlab.check.function", "_compare"),  # where check_same_function compares
+        ("convlab.check._compare", "_compare"),  # where the comparison is defined
+        ("convlab.check._guard", "_tampered_names"),  # the guard itself
+        ("convlab.check.own_work", "_origin"),  # what counts as reference code
+        ("convlab.check", "check_same_function"),  # the package's public names
+    ],
+)
+def test_patching_any_module_of_the_checkers_is_refused(
+    monkeypatch: pytest.MonkeyPatch, module: str, name: str
+) -> None:
+    monkeypatch.setattr(sys.modules[module], name, lambda *args, **kwargs: [])
     with pytest.raises(CheckError) as error:
         check_same_function(
             OwnBasicBlock(4, 4, mistake="no_skip"), reference_block(4, 4), (2, 4, 5, 5)
         )
-    assert "convlab.check._compare was replaced" in message(error)
+    assert "The checks cannot run" in message(error)
+    assert f"{module}.{name} was replaced" in message(error)
 
 
 def test_rebinding_by_the_librarys_own_code_is_not_tampering(
@@ -947,3 +1086,121 @@ def test_count_parameters_counts_shared_tensors_once() -> None:
     conv = nn.Conv2d(3, 4, 3)
     assert count_parameters(nn.Sequential(conv, nn.ReLU(), conv)) == 4 * 3 * 9 + 4
     assert count_parameters(reference_block(64, 64)) == 73_984
+
+
+# ----------------------------------------------------------------------------------------------
+# What counts as reference code: the modules registered, whatever file their code lies in.
+
+HELPER_SOURCE = """
+import torch.nn.functional as F
+
+
+def scaled_relu(x):
+    return 2 * F.relu(x)
+"""
+
+
+def module_from_source(name: str, filename: str, source: str = HELPER_SOURCE) -> types.ModuleType:
+    """A module made at run time, its code compiled as if from ``filename`` (which need not exist)."""
+    module = types.ModuleType(name)
+    exec(compile(source, filename, "exec"), vars(module))
+    return module
+
+
+def answers_using(module: types.ModuleType) -> tuple[object, object]:
+    """An answer that names the module's function, and one that finds it only while it runs."""
+
+    def by_name(x: Tensor) -> Tensor:
+        return module.scaled_relu(x)
+
+    def by_string(x: Tensor) -> Tensor:
+        return getattr(module, "scaled_" + "relu")(x)
+
+    return by_name, by_string
+
+
+def test_reference_code_is_what_a_registered_module_defines_wherever_its_file() -> None:
+    """Registration decides, not the path: the old rule read convlab's folder as the reference."""
+    inside_convlab = str(Path(convlab.__file__).parent / "helpers.py")
+    registered = module_from_source("tests_registry.reference", "/elsewhere/reference.py")
+    register_reference(registered)
+    unregistered = module_from_source("tests_registry.own", inside_convlab)  # the same code
+    by_name, by_string = answers_using(registered)
+    with pytest.raises(CheckError) as error:
+        check_own_implementation(by_name)
+    assert "uses tests_registry.reference.scaled_relu" in message(error)
+    check_own_implementation(by_string)  # nothing to see without running it
+    with pytest.raises(CheckError) as error:
+        check_own_implementation(by_string, probe=lambda: by_string(torch.ones(2)))
+    assert "running it called tests_registry.reference.scaled_relu (scaled_relu)" in message(error)
+    for answer in answers_using(unregistered):
+        check_own_implementation(answer, probe=lambda answer=answer: answer(torch.ones(2)))
+    # code added to the registered module later, from yet another file, is its code too
+    later = "def halved_relu(x):\n    return scaled_relu(x) / 4\n"
+    exec(compile(later, inside_convlab, "exec"), vars(registered))
+    with pytest.raises(CheckError) as error:
+        check_own_implementation(registered.halved_relu)
+    assert "the function tests_registry.reference.halved_relu itself" in message(error)
+
+    def calls_later(x: Tensor) -> Tensor:
+        return getattr(registered, "halved_" + "relu")(x)
+
+    with pytest.raises(CheckError) as error:
+        check_own_implementation(calls_later, probe=lambda: calls_later(torch.ones(2)))
+    assert "running it called halved_relu (convlab/helpers.py:1)" in message(error)
+
+
+def test_library_modules_are_reference_code_and_device_placement_is_not() -> None:
+    """convlab.viz may be imported after convlab.check: it is registered as soon as it is."""
+    import convlab.device
+    import convlab.viz
+
+    def borrows_the_library() -> object:
+        return getattr(convlab.viz, "sample_" + "image")("chelsea", 16)
+
+    with pytest.raises(CheckError) as error:
+        check_own_implementation(borrows_the_library, probe=borrows_the_library)
+    assert "running it called convlab.viz.sample_image (sample_image)" in message(error)
+
+    def places_itself() -> Tensor:
+        return torch.ones(2, device=convlab.device.default_device()).cpu()
+
+    check_own_implementation(places_itself, probe=places_itself)
+
+
+def test_registering_only_adds() -> None:
+    """No registration removes or renames an entry, nor makes someone else's code a reference."""
+    impostor = types.ModuleType("convlab.models.resnet")  # the name of a registered module
+    impostor.BasicBlock = OwnBasicBlock  # type: ignore[attr-defined]
+    alias = types.ModuleType("tests_registry.alias")
+    alias.Block = BasicBlock  # type: ignore[attr-defined]
+    register_reference(impostor, alias, "tests_registry.not_imported", convlab.models.resnet)
+    with pytest.raises(CheckError) as error:
+        check_own_implementation(MyBlock)
+    assert "the class convlab.models.resnet.BasicBlock itself" in message(error)
+    with pytest.raises(CheckError) as error:
+        check_own_implementation(DynamicBorrow(4, 4), inputs=(2, 4, 5, 5))
+    assert "running it called convlab.models.resnet.BasicBlock (BasicBlock.residual)" in message(
+        error
+    )
+    check_own_implementation(OwnBasicBlock(4, 4), inputs=(2, 4, 5, 5))  # defined elsewhere
+    with pytest.raises(TypeError, match="modules or module names"):
+        register_reference(BasicBlock)  # type: ignore[arg-type]
+    assert [name for name in convlab.check.__all__ if "register" in name] == ["register_reference"]
+
+
+def test_removing_registry_entries_is_refused() -> None:
+    """The registry only grows: a check refuses to run once entries have gone missing."""
+    from convlab.check._registry import _REGISTRY
+
+    saved = dict(_REGISTRY.codes)
+    _REGISTRY.codes.clear()
+    try:
+        with pytest.raises(CheckError) as error:
+            check_own_implementation(DynamicBorrow(4, 4), inputs=(2, 4, 5, 5))
+        assert "entries of convlab.check's reference registry were removed" in message(error)
+    finally:
+        _REGISTRY.codes.update(saved)
+    with pytest.raises(CheckError) as error:  # with the entries back, the check runs again
+        check_own_implementation(DynamicBorrow(4, 4), inputs=(2, 4, 5, 5))
+    assert "running it called convlab.models.resnet.BasicBlock" in message(error)

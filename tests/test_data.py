@@ -130,7 +130,7 @@ def test_a_shuffled_epoch_visits_every_sample_once():
     [
         (8, 1, True, False, [50], [7]),
         (8, 1, True, True, [48], [6]),
-        (8, 2, True, False, [25, 25], [7, 7]),
+        (8, 2, True, False, [25, 25], [6, 6]),  # 6 x 4 + 1: the last one folded in
         (8, 4, True, False, [12, 12, 12, 12], [6, 6, 6, 6]),  # 2 samples dropped
         (8, 4, False, False, [13, 13, 12, 12], [7, 7, 6, 6]),  # evaluation: nothing dropped
         (8, 4, False, True, [12, 12, 12, 12], [6, 6, 6, 6]),
@@ -145,7 +145,8 @@ def test_len_and_num_samples_count_what_iteration_yields(
         sizes = [len(y) for _, y in shard]
         assert (shard.num_samples, len(shard)) == (num_samples[rank], num_batches[rank])
         assert (sum(sizes), len(sizes)) == (num_samples[rank], num_batches[rank])
-        assert max(sizes) == batch_size // world_size == shard.local_batch_size
+        assert sizes[:-1] == [batch_size // world_size] * (len(sizes) - 1)
+        assert shard.local_batch_size == batch_size // world_size
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
@@ -170,6 +171,37 @@ def test_shards_together_give_the_unsharded_batches_augmentation_included():
         order, merged = y.argsort(), torch.cat([y0, y1]).argsort()
         assert torch.equal(y[order], torch.cat([y0, y1])[merged])
         assert torch.equal(x[order], torch.cat([x0, x1])[merged])
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "world_size"),
+    [(7, 1), (8, 2)],  # 50 = 7 * 7 + 1; each of 2 ranks: 25 = 6 * 4 + 1
+)
+def test_a_training_loader_folds_a_last_batch_of_one_into_the_previous_one(batch_size, world_size):
+    base = make_loader(batch_size=batch_size)
+    seen = []
+    for rank in range(world_size):
+        shard = base.shard(rank, world_size)
+        batches = run_epoch(shard, 3)
+        sizes = [len(y) for _, y in batches]
+        assert min(sizes) >= 2, f"rank {rank}: batches of {sizes}"
+        assert sizes == [shard.local_batch_size] * (len(sizes) - 1) + [shard.local_batch_size + 1]
+        assert (len(shard), shard.num_samples) == (len(sizes), sum(sizes))
+        ids = torch.cat([y for _, y in batches])
+        assert torch.equal(ids, shard.indices(3)), "the batches left the epoch's order"
+        seen.append(ids)
+    assert torch.equal(torch.cat(seen).sort().values, torch.arange(N)), "samples left out"
+
+
+@pytest.mark.parametrize(("batch_size", "world_size"), [(7, 1), (8, 2)])
+def test_an_evaluation_loader_keeps_its_last_batch_of_one(batch_size, world_size):
+    base = make_loader(batch_size=batch_size, shuffle=False, augment=None)
+    ids = []
+    for rank in range(world_size):
+        sizes = [len(y) for _, y in base.shard(rank, world_size)]
+        assert sizes[-1] == 1  # harmless in evaluation mode, and every sample counts
+        ids += [y for _, y in base.shard(rank, world_size)]
+    assert torch.equal(torch.cat(ids).sort().values, torch.arange(N))
 
 
 def test_shard_shares_the_images_and_checks_the_batch_size():

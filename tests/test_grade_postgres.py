@@ -24,7 +24,7 @@ sqlalchemy = pytest.importorskip("sqlalchemy")
 import grading_corpus as corpus  # noqa: E402
 from labkit import ROOT, environment, nbgrader  # noqa: E402
 
-from convlab import grade  # noqa: E402
+from convlab import grading  # noqa: E402
 
 LAB = corpus.LAB
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("postgres")]
@@ -92,7 +92,7 @@ def test_two_workers_grade_a_class_into_postgresql_and_every_grade_lands_once(po
     previous = dict(os.environ)
     os.environ.update(environment())
     try:
-        results = grade.grade(course, LAB, workers=2, db_url=postgres)
+        results = grading.grade(course, LAB, workers=2, db_url=postgres)
     finally:
         os.environ.clear()
         os.environ.update(previous)

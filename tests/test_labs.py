@@ -98,14 +98,14 @@ def submit(course: Path, lab: str, student: str, notebook, checkpoint: Path | No
 
 def train_as_a_student(case: LabCase, course: Path, work: Path) -> Path:
     """Run the solution notebook in quick mode; the checkpoint it writes."""
-    from nbclient import NotebookClient
+    from ipc_kernel import execute
 
     notebook = read(labkit.solution_path(case.name, course))
     previous, wanted = dict(os.environ), environment()
     os.environ.clear()
     os.environ.update(wanted)
     try:
-        NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(work)}}).execute()
+        execute(notebook, work, timeout=600)
     finally:
         os.environ.clear()
         os.environ.update(previous)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from convlab import labs
+from convlab.labs import record, reference_runs, session
 from convlab.train import CheckpointError
 
 
@@ -130,7 +131,7 @@ def test_thresholds_need_every_seed(monkeypatch, tmp_path):
     path = tmp_path / "labs.json"
     runs = [{"seed": 0, "accuracy": 0.9}, {"seed": 2, "accuracy": 0.8}]
     path.write_text(json.dumps({"lab1_vgg": {"full": {"runs": runs, "low": 0.1, "high": 0.8}}}))
-    monkeypatch.setattr(labs, "_record_path", lambda: path)
+    monkeypatch.setattr(reference_runs, "RECORD_PATH", path)
     with pytest.raises(LookupError, match=r"seeds \[0, 2\], not all of \[0, 1, 2\]"):
         labs.thresholds("lab1_vgg", quick=False)
     with pytest.raises(LookupError, match=r"no recorded quick reference run.*--quick"):
@@ -175,13 +176,13 @@ def test_each_seed_varies_the_batch_order_as_well_as_the_weights(monkeypatch):
 def test_recording_appends_each_seed_and_skips_what_it_has(monkeypatch, tmp_path):
     monkeypatch.setitem(labs.LABS, "lab1_vgg", tiny_lab())
     trained = []
-    real_fit = labs.fit
+    real_fit = record.fit
 
     def counting_fit(model, data, *args, **kwargs):
         trained.append(data.train.seed)
         return real_fit(model, data, *args, **kwargs)
 
-    monkeypatch.setattr(labs, "fit", counting_fit)
+    monkeypatch.setattr(record, "fit", counting_fit)
     path = tmp_path / "labs.json"
     lines: list[str] = []
     labs.record_reference("lab1_vgg", seeds=(0,), path=path, log=lines.append)
@@ -213,9 +214,9 @@ def test_full_mode_on_a_cpu_says_how_long_training_takes_unless_graded(monkeypat
         "machine": {"cores": 2, "cpu": "Test CPU"},
     }
     path.write_text(json.dumps({"lab1_vgg": {"full": {"runs": [], "timing": timing}}}))
-    monkeypatch.setattr(labs, "_record_path", lambda: path)
-    monkeypatch.setattr(labs, "default_device", lambda: torch.device("cpu"))
-    monkeypatch.setattr(labs, "keep_cuda_calls_on_cpu", lambda: None)  # no global patch here
+    monkeypatch.setattr(reference_runs, "RECORD_PATH", path)
+    monkeypatch.setattr(session, "default_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(session, "keep_cuda_calls_on_cpu", lambda: None)  # no global patch here
     monkeypatch.delenv("CONVLAB_QUICK", raising=False)
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     said = []
@@ -234,3 +235,51 @@ def test_full_mode_on_a_cpu_says_how_long_training_takes_unless_graded(monkeypat
         monkeypatch.setenv("CONVLAB_QUICK", "1")
         labs.start("lab1_vgg")
         assert not any("Change runtime type" in line for line in said)
+
+
+@pytest.mark.parametrize("lab", sorted(labs.LABS))
+def test_every_recorded_quick_run_starts_where_the_lab_starts_today(lab, monkeypatch):
+    """The recorded thresholds hold only for the network and batch plan they were measured on:
+    the same initial weights, parameter order and first batches at every seed (the fingerprint).
+    A change of a lab's reference or of the data pipeline fails here until it is recorded again
+    (``python -m convlab.labs reference <lab> --quick``)."""
+    monkeypatch.setenv(labs.QUICK_ENV, "1")
+    entry = labs.recorded(lab, quick=True)
+    assert entry is not None and entry["recipe"] == labs.recipe(lab, quick=True)
+    for run in entry["runs"]:
+        model, data, _ = labs.reference_start(lab, quick=True, seed=run["seed"])
+        assert labs.fingerprint(entry["recipe"], model, data) == run["fingerprint"], (
+            f"{lab}'s seed {run['seed']} would start elsewhere than its recorded run"
+        )
+
+
+def test_a_graded_notebook_that_calls_fit_itself_trains_nothing(tmp_path, monkeypatch):
+    """Under nbgrader, importing the labs switches fit to loading the handed-in checkpoint, so a
+    notebook that calls fit directly (not lab.train) cannot train while it is graded."""
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    from ipc_kernel import execute
+
+    cells = [
+        "import torch\nfrom convlab.labs import start\nlab = start('lab3_batchnorm')",
+        "from convlab.train import fit, CheckpointError\n"
+        "model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))\n"
+        "try:\n"
+        "    fit(model, lab.data(), 1, checkpoint='mine.pt', progress=False, plot=False)\n"
+        "except CheckpointError as error:\n"
+        "    print('refused:', error)",
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    monkeypatch.setenv(labs.QUICK_ENV, "1")
+    for grading in (True, False):
+        if grading:
+            monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+        else:
+            monkeypatch.delenv("NBGRADER_EXECUTION")
+        ran = execute(nbformat.from_dict(notebook), tmp_path, timeout=300)
+        said = "".join(out.get("text", "") for out in ran.cells[1].outputs)
+        if grading:
+            assert "refused: this notebook is being graded, so fit() does not train" in said
+            assert not (tmp_path / "mine.pt").exists()
+        else:
+            assert "refused" not in said and (tmp_path / "mine.pt").exists(), said

@@ -93,3 +93,30 @@ def test_zip_collect_files_an_lms_download_under_each_student(tmp_path):
         f"{lab}.pt",
     ]
     assert (submitted / "doejohn" / lab / f"{lab}.ipynb").read_text() == notebook
+
+
+def test_nbgrader_runs_each_kernel_on_unix_sockets_in_a_private_folder(config, tmp_path):
+    """nbgrader's own executor, configured by the course's file, starts an IPC kernel whose
+    sockets live in a folder only this user can enter, at a path short enough for a socket."""
+    import json
+    import os
+    import stat
+
+    import nbformat
+    from nbgrader.preprocessors import Execute
+    from traitlets.config.loader import PyFileConfigLoader
+
+    report = (
+        "import json\nimport ipykernel\n\ninfo = ipykernel.get_connection_info(unpack=True)\n"
+        "print(json.dumps([info['transport'], info['ip']]))\n"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(report)])
+    Execute(config=config).preprocess(notebook, {"metadata": {"path": str(tmp_path)}})
+    transport, prefix = json.loads(notebook.cells[0].outputs[0]["text"])
+    assert transport == "ipc"
+    assert os.path.isabs(prefix) and len(os.fsencode(f"{prefix}-99")) < 107
+    folder = Path(prefix).parent
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == os.getuid()
+    # another nbgrader process (a second load of the file) gets a folder of its own
+    again = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    assert Path(again.KernelManager.ip).parent != folder

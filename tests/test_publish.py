@@ -3,6 +3,8 @@ solution, hidden test or grading file."""
 
 from __future__ import annotations
 
+import os
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -32,15 +34,41 @@ def test_students_get_book_labs_and_library_but_no_instructor_files(published):
     files = {p.relative_to(published).as_posix() for p in published.rglob("*") if p.is_file()}
     assert not [f for f in files if f.startswith(("solutions/", "tests/", ".ci/"))]
     assert "nbgrader_config.py" not in files and "tools/publish.py" not in files
+    assert not [f for f in files if f.startswith("convlab/grading/")]
+    assert "convlab/grade.py" not in files and "convlab/autograde.py" not in files
     assert "stale.txt" not in files and ".git/HEAD" in files
-    for needed in ("_config.yml", "_toc.yml", "book/labs.md", "convlab/check.py", "pyproject.toml"):
+    for needed in ("_config.yml", "_toc.yml", "book/labs.md", "pyproject.toml"):
         assert needed in files
+    assert {"convlab/check.py", "convlab/check/__init__.py"} & files  # a module or a package
     released = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("labs/*/*.ipynb"))
     assert released and all(f in files for f in released)
     for lab in released:
         assert (published / lab).read_bytes() == (ROOT / lab).read_bytes()
     readme = (published / "README.md").read_text()
     assert "Open in Colab" in readme and "instructor" not in readme.lower()
+
+
+def test_the_published_library_imports_without_the_grader(published, tmp_path):
+    """Students' convlab, its labs and checkers import from the published tree alone.
+
+    Python starts without ``site`` (-S), so that this checkout's editable install, which serves
+    any ``convlab.<name>`` the published tree lacks, stays out; the environment's packages
+    (torch, numpy) are put on the path after the published folder.
+    """
+    code = (
+        "import convlab, convlab.labs, convlab.check\n"
+        "print(convlab.__file__, convlab.labs.__file__, convlab.check.__file__)\n"
+        "try:\n    import convlab.grading\nexcept ModuleNotFoundError:\n    print('no grader')\n"
+    )
+    path = os.pathsep.join([str(published), *site.getsitepackages()])
+    env = {**os.environ, "PYTHONPATH": path}
+    run = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    imported, grader = run.stdout.splitlines()
+    assert all(Path(f).is_relative_to(published) for f in imported.split()), imported
+    assert grader == "no grader"
 
 
 def test_no_solution_and_no_hidden_test_is_published(published):

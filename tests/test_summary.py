@@ -102,3 +102,69 @@ def test_too_small_input_is_one_clear_error():
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="input_size must be"):
         summary(models.create("lenet5"), (28, 28))
+
+
+# ----------------------------------------------------------------------------------------------
+# The model, the random state and errors are left as they were found
+
+
+def test_summary_restores_every_modules_own_mode():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Flatten())
+    model.train()
+    model[1].eval()  # frozen batch-norm statistics, as when fine-tuning
+    summary(model, (2, 3, 8, 8))
+    assert [m.training for m in model] == [True, False, True, True]
+
+
+def test_summary_leaves_the_random_streams_where_they_were():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(0.5), nn.Flatten())
+    torch.manual_seed(0)
+    summary(model, (2, 3, 8, 8))
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(3))  # the summary drew nothing from the caller's stream
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_summary_leaves_the_cuda_random_stream_where_it_was():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(0.5), nn.Flatten()).cuda()
+    torch.cuda.manual_seed(0)
+    summary(model, (2, 3, 8, 8))
+    after = torch.rand(3, device="cuda")
+    torch.cuda.manual_seed(0)
+    assert torch.equal(after, torch.rand(3, device="cuda"))
+
+
+class _Broken(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_an_error_unrelated_to_the_input_size_is_not_blamed_on_it():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), _Broken())
+    with pytest.raises(RuntimeError, match="illegal memory access") as info:
+        summary(model, (1, 3, 8, 8))
+    assert not isinstance(info.value, ValueError) and "larger input" not in str(info.value)
+    # a channel mismatch is the input's fault, but a larger input would not help
+    with pytest.raises(ValueError, match=r"does not fit .* at layer '0'") as info:
+        summary(nn.Sequential(nn.Conv2d(1, 4, 3)), (1, 3, 8, 8))
+    assert "larger input" not in str(info.value)
+
+
+class _Twice(nn.Module):
+    """One 3x3 convolution applied twice (weights shared), as in a recurrent block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.conv(x))
+
+
+def test_a_module_called_twice_has_one_row_per_call_with_that_calls_macs():
+    s = summary(_Twice(), (1, 4, 8, 8))
+    per_call = 4 * 4 * 9 * 8 * 8  # MACs of one 3x3 convolution, 4 -> 4 channels, 8x8 output
+    assert [(r.name, r.macs) for r in s.rows] == [("conv", per_call), ("conv", per_call)]
+    assert sum(r.macs for r in s.rows) == s.macs == 2 * per_call
+    assert sum(r.params for r in s.rows) == s.params == 4 * 4 * 9  # the weights count once

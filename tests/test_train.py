@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,10 +17,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from convlab import data as datasets
-from convlab.train import CheckpointError, NonFiniteLossError, evaluate, fit, load_checkpoint
+from convlab.models.googlenet import GoogLeNetOutputs, googlenet
+from convlab.train import (
+    CheckpointError,
+    NonFiniteLossError,
+    evaluate,
+    fit,
+    load_checkpoint,
+    only_load_checkpoints,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -215,6 +228,113 @@ def test_resuming_with_other_settings_is_refused(digits, tmp_path):
         fit(small_net(), digits, 3, checkpoint=path, lr=0.1, progress=False)
 
 
+# ----------------------------------------------------------------------------------------------
+# Settings that change the run are checked on resume; the checkpoint's format version on read
+
+
+@pytest.fixture(scope="module")
+def finished_run(digits, tmp_path_factory):
+    """A finished one-epoch run with fit's defaults: its checkpoint and history."""
+    path = tmp_path_factory.mktemp("finished") / "run.pt"
+    return path, fit(small_net(), digits, 1, checkpoint=path, progress=False)
+
+
+def _adam(groups):
+    return torch.optim.Adam(groups, lr=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"momentum": 0.5}, "momentum=0.9 (now 0.5)"),
+        ({"nesterov": False}, "nesterov=True (now False)"),
+        ({"weight_decay": 0.0}, "weight_decay=0.0005 (now 0.0)"),
+        ({"label_smoothing": 0.0}, "label_smoothing=0.1 (now 0.0)"),
+        ({"optimizer": _adam, "lr": 0.1}, "optimizer='SGD' (now 'Adam')"),
+    ],
+    ids=["momentum", "nesterov", "weight_decay", "label_smoothing", "optimizer"],
+)
+def test_resuming_with_other_optimizer_settings_is_refused(
+    digits, finished_run, tmp_path, change, message
+):
+    path = tmp_path / "run.pt"
+    shutil.copy(finished_run[0], path)
+    with pytest.raises(CheckpointError, match=re.escape(message)) as info:
+        fit(small_net(), digits, 1, checkpoint=path, progress=False, **change)
+    assert "\n" not in str(info.value)
+
+
+def test_a_checkpoint_from_a_newer_convlab_is_refused(digits, finished_run, tmp_path, request):
+    path = tmp_path / "run.pt"
+    torch.save({**torch.load(finished_run[0], weights_only=True), "format": 99}, path)
+    with pytest.raises(CheckpointError, match=r"format 99.*upgrade convlab") as info:
+        fit(small_net(), digits, 1, checkpoint=path, progress=False)
+    assert "\n" not in str(info.value)
+    request.getfixturevalue("load_only")  # grading refuses it too
+    with pytest.raises(CheckpointError, match="upgrade convlab"):
+        fit(small_net(), digits, 1, checkpoint=path, progress=False)
+
+
+# Checkpoint format 1 (convlab until 2026-12-05): these keys, and these in its "config".
+FORMAT_1 = (
+    "format",
+    "epoch",
+    "config",
+    "model",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "rng",
+    "history",
+)
+FORMAT_1_CONFIG = ("epochs", "lr", "batch_size", "world_size", "schedule")
+
+
+def _as_format_1(source: Path, target: Path) -> None:
+    state = torch.load(source, weights_only=True)
+    old = {key: state[key] for key in FORMAT_1}
+    old["format"] = 1
+    old["config"] = {key: state["config"][key] for key in FORMAT_1_CONFIG}
+    torch.save(old, target)
+
+
+def test_a_format_1_checkpoint_resumes_with_a_one_line_note(digits, tmp_path, capsys):
+    straight = tmp_path / "straight.pt"
+    fit(small_net(), digits, 2, checkpoint=straight, progress=False)
+    old = tmp_path / "old.pt"
+    _as_format_1(tmp_path / "straight.pt.prev", old)  # after epoch 1 of 2
+    capsys.readouterr()
+    model = small_net()
+    history = fit(model, digits, 2, checkpoint=old, progress=False)
+    assert [h["epoch"] for h in history] == [1, 2]
+    for key, value in torch.load(straight, weights_only=True)["model"].items():
+        assert torch.equal(model.state_dict()[key], value), key
+    notes = [line for line in capsys.readouterr().out.splitlines() if "format 1" in line]
+    assert len(notes) == 1, notes
+    assert "not checked" in notes[0]
+
+
+def test_loading_only_accepts_a_format_1_checkpoint(digits, finished_run, tmp_path, request):
+    path = tmp_path / "run.pt"
+    _as_format_1(finished_run[0], path)
+    request.getfixturevalue("load_only")
+    model = small_net()
+    assert fit(model, digits, 1, checkpoint=path, progress=False) == finished_run[1]
+    for key, value in torch.load(path, weights_only=True)["model"].items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_sync_batchnorm_changes_nothing_in_one_process(digits):
+    plain = small_net()  # seeds the global generator: dropout draws the same masks in both
+    first = fit(plain, digits, 1, progress=False)
+    synced = small_net()
+    second = fit(synced, digits, 1, sync_batchnorm=True, progress=False)
+    assert [h["train_loss"] for h in first] == [h["train_loss"] for h in second]
+    for key, value in plain.state_dict().items():
+        assert torch.equal(synced.state_dict()[key], value), key
+    assert type(synced[1]) is nn.BatchNorm2d
+
+
 def test_plot_is_redrawn_each_epoch(digits, monkeypatch):
     import matplotlib
 
@@ -239,15 +359,25 @@ class _Handle:
 
 
 # ----------------------------------------------------------------------------------------------
-# Grading mode: nbgrader sets NBGRADER_EXECUTION while it validates and autogrades
+# Loading only: what the labs switch on while nbgrader grades a notebook
 
 
-def test_grading_mode_loads_the_submitted_checkpoint_and_never_trains(
-    digits, tmp_path, monkeypatch
-):
+@pytest.fixture
+def load_only():
+    only_load_checkpoints(True, "this notebook is being graded")
+    yield
+    only_load_checkpoints(False)
+
+
+def test_the_library_does_not_read_nbgraders_variable(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")  # the caller decides, not fit
+    assert len(fit(small_net(), digits, 1, checkpoint=tmp_path / "run.pt", progress=False)) == 1
+
+
+def test_loading_only_loads_the_submitted_checkpoint_and_never_trains(digits, tmp_path, request):
     path = tmp_path / "run.pt"
     history = fit(small_net(), digits, 2, checkpoint=path, progress=False)
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    request.getfixturevalue("load_only")
     model = small_net()
     model.register_forward_hook(lambda *a: pytest.fail("fit trained while grading"))
     assert fit(model, digits, 2, checkpoint=path, progress=False) == history
@@ -263,17 +393,18 @@ def test_grading_mode_loads_the_submitted_checkpoint_and_never_trains(
         ("unfinished", "holds 1 of 2 epochs"),
     ],
 )
-def test_grading_mode_without_a_finished_checkpoint_is_one_line(
-    digits, tmp_path, monkeypatch, setup, message
+def test_loading_only_without_a_finished_checkpoint_is_one_line(
+    digits, tmp_path, request, setup, message
 ):
     path = tmp_path / "run.pt"
     if setup == "unfinished":
         fit(small_net(), digits, 1, checkpoint=path, progress=False)
         torch.save({**torch.load(path, weights_only=True), "config": {}}, path)
-    monkeypatch.setenv("NBGRADER_EXECUTION", "validate")
+    request.getfixturevalue("load_only")
     with pytest.raises(CheckpointError, match=message) as info:
         fit(small_net(), digits, 2, checkpoint=None if setup == "none" else path, progress=False)
     assert "\n" not in str(info.value)
+    assert str(info.value).startswith("this notebook is being graded") or setup == "unfinished"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -422,3 +553,118 @@ def test_learning_rate_of_an_optimizer_function_is_kept_unless_lr_is_given(digit
     assert {g["max_lr"] for g in made[-1].param_groups} == {0.02}
     fit(small_net(), digits, 1, optimizer=adam, schedule="cosine", progress=False)
     assert {g["initial_lr"] for g in made[-1].param_groups} == {3e-3}
+
+
+# ----------------------------------------------------------------------------------------------
+# GoogLeNet's auxiliary classifiers (Szegedy et al. 2014, Sec. 5)
+
+
+class WithAuxiliaryHeads(nn.Module):
+    """Three linear heads; while training, a GoogLeNetOutputs as GoogLeNet(aux_logits=True)."""
+
+    def __init__(self, features: int, num_classes: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.main, self.aux1, self.aux2 = (
+            nn.Sequential(nn.Flatten(), nn.Linear(features, num_classes)) for _ in range(3)
+        )
+
+    def forward(self, x):
+        if not self.training:
+            return self.main(x)
+        return GoogLeNetOutputs(self.main(x), self.aux2(x), self.aux1(x))
+
+
+def test_auxiliary_losses_are_added_with_weight_0_3():
+    data = datasets.synthetic(
+        num_samples=40, num_classes=4, image_size=8, in_channels=1, batch_size=64, device="cpu"
+    )  # 32 training images: one batch
+    model = WithAuxiliaryHeads(64, 4)
+    before = copy.deepcopy(model)
+    history = fit(model, data, 1, progress=False)
+    data.train.set_epoch(0)
+    (x, y), *rest = list(data.train)
+    assert not rest
+    main, aux2, aux1 = before.train()(x)
+    loss = [F.cross_entropy(out, y, label_smoothing=0.1).item() for out in (main, aux1, aux2)]
+    assert history[0]["train_loss"] == pytest.approx(loss[0] + 0.3 * (loss[1] + loss[2]), rel=1e-5)
+    assert history[0]["test_accuracy"] == evaluate(model, data)  # main logits, evaluation mode
+
+
+def test_fit_trains_googlenet_with_its_auxiliary_classifiers():
+    data = datasets.synthetic(
+        num_samples=20, num_classes=4, image_size=8, in_channels=1, batch_size=16, device="cpu"
+    )  # 16 training images: one step, with Inception blocks at 4, 2 and 1 px
+    torch.manual_seed(0)
+    model = googlenet(num_classes=4, in_channels=1, small_input=True, aux_logits=True)
+    before = copy.deepcopy(model.state_dict())
+    history = fit(model, data, 1, lr=0.05, schedule="constant", progress=False)
+    assert math.isfinite(history[0]["train_loss"])
+    for head in ("aux1.fc2.weight", "aux2.fc2.weight", "fc.weight"):
+        assert not torch.equal(model.state_dict()[head], before[head]), f"{head} was not trained"
+
+
+# ----------------------------------------------------------------------------------------------
+# Fault 8: a last training batch of one sample
+
+
+class BatchSizes(nn.Module):
+    """A network with batch norm on one value per channel (the head's ``BatchNorm1d``), which
+    fails on a training batch of one sample; it records every batch's size, by mode."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, 16),
+            nn.BatchNorm1d(16),
+            nn.ReLU(),
+            nn.Linear(16, num_classes),
+        )
+        self.sizes: dict[bool, list[int]] = {True: [], False: []}  # training -> batch sizes
+
+    def forward(self, x):
+        self.sizes[self.training].append(x.shape[0])
+        return self.net(x)
+
+
+def odd_data() -> datasets.ImageData:
+    # 37 training images (9 batches of 4, then 1) and 9 test images (2 batches of 4, then 1)
+    return datasets.synthetic(
+        num_samples=46, num_classes=10, image_size=8, in_channels=1, batch_size=4, device="cpu"
+    )
+
+
+def test_a_last_training_batch_of_one_sample_is_trained_on():
+    data = odd_data()
+    assert (data.train.num_samples, data.test.num_samples) == (37, 9)
+    model = BatchSizes(data.num_classes)
+    history = fit(model, data, 2, lr=0.05, progress=False)
+    assert len(history) == 2
+    trained = model.sizes[True]
+    assert min(trained) >= 2, f"a training batch of {min(trained)} sample"
+    assert sum(trained) == 2 * 37, "a training sample was left out of an epoch"
+    assert sum(model.sizes[False]) == 2 * 9, "the test accuracy did not count every test image"
+
+
+class AlwaysClass(nn.Module):
+    """Predicts ``label`` for every image."""
+
+    def __init__(self, label: int, num_classes: int) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(F.one_hot(torch.tensor(label), num_classes).float())
+
+    def forward(self, x):
+        return self.logits.expand(x.shape[0], -1)
+
+
+def test_evaluation_counts_every_test_image_the_last_single_one_included():
+    data = odd_data()
+    labels = torch.arange(46)[-9:] % 10  # synthetic's labels cycle through the classes
+    assert labels.tolist() == [7, 8, 9, 0, 1, 2, 3, 4, 5]  # the last one alone in its batch
+    for label in (0, 5):  # 1 of 9 right; without the last image, 1/8 and 0/8
+        assert evaluate(AlwaysClass(label, 10), data) == pytest.approx(1 / 9)
+    assert evaluate(AlwaysClass(6, 10), data) == 0.0

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import nbformat
 
-from convlab import grade
+from convlab import grading as grade
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,9 +54,9 @@ def answered(lab: str) -> nbformat.NotebookNode:
 
 def checkpoint(lab: str, notebook: nbformat.NotebookNode, folder: Path) -> Path:
     """Run the answered notebook once, as a student would, and return the checkpoint it wrote."""
-    from nbclient import NotebookClient
+    from ipc_kernel import execute  # beside this script
 
-    NotebookClient(notebook, timeout=1200, resources={"metadata": {"path": str(folder)}}).execute()
+    execute(notebook, folder, timeout=1200)
     path = folder / f"{lab}.pt"
     if not path.exists():
         sys.exit(f"running the answered {lab} wrote no {path.name}")
@@ -89,6 +89,9 @@ def main() -> None:
             sys.exit(f"no {kept}: make it with python tools/fullmode_checkpoints.py {args.lab}")
     else:
         os.environ["CONVLAB_QUICK"] = "1"
+    # nbgrader runs alembic, and the grader runs jupyter, by name: this environment's first
+    bin_dir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
 
     with tempfile.TemporaryDirectory(prefix="convlab-bench-") as tmp:
         course = Path(tmp) / "course"

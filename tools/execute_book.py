@@ -5,7 +5,9 @@ side first, one kernel per CPU core with one PyTorch thread each (small networks
 from a second thread and lose much to two kernels fighting over the cores), and stores the
 results in the cache that ``jupyter-book build`` reads (``execute_notebooks: cache``). The
 build then finds every page executed and only renders it. A notebook that fails here is left
-out of the cache, so the build runs it again and reports the error as it always does.
+out of the cache, so the build runs it again and reports the error as it always does. Each
+kernel talks over unix sockets of its own (ipc_kernel.py), so kernels started side by side
+never take each other's ports.
 
     python tools/execute_book.py [--path-output DIR] [--jobs N]
 """
@@ -18,7 +20,6 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
 
 import nbformat
 import yaml
@@ -41,13 +42,16 @@ def toc_notebooks(root: Path = ROOT) -> list[Path]:
     return [p for p in pages if p.exists()]
 
 
-def _execute(path: str, timeout: int) -> tuple[str, dict[str, Any] | None, float, str | None]:
+def execute_notebook(path: str, timeout: int) -> tuple[str, str | None, float, str | None]:
+    """Run one notebook in its folder: (path, the executed notebook's JSON or None when a cell
+    failed, seconds, the error)."""
+    from ipc_kernel import IPCKernelManager  # beside this script
     from jupyter_cache.executors.utils import single_nb_execution
 
     notebook = nbformat.read(path, as_version=4)
     result = single_nb_execution(
         notebook, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False,
-        meta_override=True,
+        meta_override=True, kernel_manager_class=IPCKernelManager,
     )  # fmt: skip
     if result.err is not None:
         return path, None, result.time, result.exc_string
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     failed = 0
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(_execute, str(p), timeout) for p in pending]
+        futures = [pool.submit(execute_notebook, str(p), timeout) for p in pending]
         for future in as_completed(futures):
             path, executed, seconds, error = future.result()
             name = Path(path).relative_to(ROOT)

@@ -55,16 +55,14 @@ def full_mode_environment(threads: int) -> dict[str, str]:
 
 def run_solution(lab: str, work: Path, threads: int) -> Path:
     """Execute the solution notebook in ``work`` in full mode; the checkpoint it wrote."""
-    from nbclient import NotebookClient
+    from ipc_kernel import execute  # beside this script
 
     notebook = nbformat.read(ROOT / "solutions" / lab / f"{lab}.ipynb", as_version=4)
     previous = dict(os.environ)
     os.environ.clear()
     os.environ.update(full_mode_environment(threads))
     try:
-        NotebookClient(
-            notebook, timeout=7200, resources={"metadata": {"path": str(work)}}
-        ).execute()
+        execute(notebook, work, timeout=7200)
     finally:
         os.environ.clear()
         os.environ.update(previous)

@@ -3,9 +3,10 @@
 This repository is the instructors' copy. Students get the tree this script writes: the book's
 sources (built and published by its own workflow), the released labs, the convlab package, and a
 README for students. It leaves out ``solutions/`` (the labs with their solutions and hidden
-tests), ``tests/`` (whose lab cases quote solutions), nbgrader's configuration and CI files, then
-scans every file it wrote for any line of a solution or hidden test and refuses to finish if it
-finds one.
+tests), ``tests/`` (whose lab cases quote solutions), the grader (``convlab/grading/`` and the
+``convlab.grade`` and ``convlab.autograde`` commands: students never grade), nbgrader's
+configuration and CI files, then scans every file it wrote for any line of a solution or hidden
+test and refuses to finish if it finds one.
 
     python tools/publish.py ../convlab-public     # a clone of the public repository, or a new folder
 
@@ -24,14 +25,18 @@ from pathlib import Path
 
 import nbformat
 
-from convlab.grade import HIDDEN_TESTS as HIDDEN
+from convlab.grading import HIDDEN_TESTS as HIDDEN
 
 ROOT = Path(__file__).resolve().parents[1]
-# instructors only: lab sources, tests (the lab cases quote solutions), grading configuration
+# instructors only: lab sources, tests (the lab cases quote solutions), the grader and its
+# configuration (nothing students get imports convlab.grading)
 PRIVATE = (
     "solutions/",
     "tests/",
     ".ci/",
+    "convlab/grading/",
+    "convlab/grade.py",
+    "convlab/autograde.py",
     "nbgrader_config.py",
     "tools/publish.py",
     "tools/bench_grading.py",
@@ -61,10 +66,12 @@ def windows_of(text: str) -> set[Fingerprint]:
 
 def public_text(root: Path = ROOT, released: bool = True) -> set[Fingerprint]:
     """Runs of lines that students get by design: the convlab package (whose reference
-    implementations the labs check answers against) and, with ``released``, the released labs."""
+    implementations the labs check answers against) less the grader, and, with ``released``,
+    the released labs."""
     found: set[Fingerprint] = set()
     for path in sorted((root / "convlab").rglob("*.py")):
-        found |= windows_of(path.read_text())
+        if not path.relative_to(root).as_posix().startswith(PRIVATE):
+            found |= windows_of(path.read_text())
     if released:
         for path in sorted(root.glob("labs/*/*.ipynb")):
             found |= windows_of(text_of(path))
@@ -119,7 +126,7 @@ def find_leaks(folder: Path, secret: set[Fingerprint]) -> list[str]:
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts):
         text = text_of(path)
         found = [" / ".join(w) for w in quoted(text, secret)]
-        if path.suffix != ".py":  # code may name the markers (convlab.grade strips them)
+        if path.suffix != ".py":  # code may name the markers (convlab.grading strips them)
             found += [line for line in _lines(text) if any(marker in line for marker in MARKERS)]
         leaks += [f"{path.relative_to(folder)}: {line}" for line in found]
     return leaks

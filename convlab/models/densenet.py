@@ -12,6 +12,10 @@ torchvision's (``features.conv0``, ``features.denseblock1.denselayer1.norm1``,
 ``features.transition1.conv``, ``features.norm5``, ``classifier``), so its state dicts load with
 ``strict=True``.
 
+Every factory (``densenet121`` ... ``densenet201``) takes the keyword arguments of
+:class:`DenseNet` other than the three of its row of :data:`DENSENET_CONFIGS`;
+:data:`DENSENET_PARAMS` records its size.
+
 Departures, all deliberate:
 
 * torchvision (and so this module) applies a ReLU after ``norm5`` before global pooling; the
@@ -36,6 +40,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "DENSENET_CONFIGS",
+    "DENSENET_PARAMS",
     "DenseBlock",
     "DenseLayer",
     "DenseNet",
@@ -48,12 +53,19 @@ __all__ = [
 ]
 
 # (growth_rate k, layers per dense block, stem channels), Table 1 of the paper.
-# Parameter counts with 1000 classes, as torchvision's models of the same name.
 DENSENET_CONFIGS: dict[str, tuple[int, tuple[int, int, int, int], int]] = {
-    "densenet121": (32, (6, 12, 24, 16), 64),  # 7,978,856 parameters
-    "densenet161": (48, (6, 12, 36, 24), 96),  # 28,681,000
-    "densenet169": (32, (6, 12, 32, 32), 64),  # 14,149,480
-    "densenet201": (32, (6, 12, 48, 32), 64),  # 20,013,928
+    "densenet121": (32, (6, 12, 24, 16), 64),
+    "densenet161": (48, (6, 12, 36, 24), 96),
+    "densenet169": (32, (6, 12, 32, 32), 64),
+    "densenet201": (32, (6, 12, 48, 32), 64),
+}
+
+# Parameters of each factory's network with 1000 classes (torchvision's model of the same name).
+DENSENET_PARAMS: dict[str, int] = {
+    "densenet121": 7_978_856,
+    "densenet161": 28_681_000,
+    "densenet169": 14_149_480,
+    "densenet201": 20_013_928,
 }
 
 
@@ -269,84 +281,33 @@ class DenseNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _densenet(
-    name: str, num_classes: int, in_channels: int, small_input: bool, **kwargs: Any
-) -> DenseNet:
+def _densenet(name: str, **kwargs: Any) -> DenseNet:
+    """The factories' builder: the :class:`DenseNet` of a row of :data:`DENSENET_CONFIGS`.
+
+    Args:
+        name: the row, for example ``"densenet121"``.
+        **kwargs: passed to :class:`DenseNet` (``num_classes``, ``in_channels``,
+            ``small_input``, ``bn_size``, ``drop_rate``, ``compression``).
+    """
     growth_rate, block_config, num_init_features = DENSENET_CONFIGS[name]
-    return DenseNet(
-        growth_rate,
-        block_config,
-        num_init_features,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        small_input=small_input,
-        **kwargs,
-    )
+    return DenseNet(growth_rate, block_config, num_init_features, **kwargs)
 
 
-def densenet121(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> DenseNet:
-    """DenseNet-121 (k = 32, blocks (6, 12, 24, 16), 64 stem channels), 7,978,856 parameters.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: 3x3 stride-1 stem without max-pool for 28-32 px images.
-        **kwargs: passed to :class:`DenseNet` (``bn_size``, ``drop_rate``, ``compression``).
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.densenet121``.
-    """
-    return _densenet("densenet121", num_classes, in_channels, small_input, **kwargs)
+def densenet121(**kwargs: Any) -> DenseNet:
+    """DenseNet-121 (DenseNet-BC, Table 1)."""
+    return _densenet("densenet121", **kwargs)
 
 
-def densenet161(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> DenseNet:
-    """DenseNet-161 (k = 48, blocks (6, 12, 36, 24), 96 stem channels), 28,681,000 parameters.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: 3x3 stride-1 stem without max-pool for 28-32 px images.
-        **kwargs: passed to :class:`DenseNet`.
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.densenet161``.
-    """
-    return _densenet("densenet161", num_classes, in_channels, small_input, **kwargs)
+def densenet161(**kwargs: Any) -> DenseNet:
+    """DenseNet-161 (DenseNet-BC, Table 1)."""
+    return _densenet("densenet161", **kwargs)
 
 
-def densenet169(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> DenseNet:
-    """DenseNet-169 (k = 32, blocks (6, 12, 32, 32), 64 stem channels), 14,149,480 parameters.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: 3x3 stride-1 stem without max-pool for 28-32 px images.
-        **kwargs: passed to :class:`DenseNet`.
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.densenet169``.
-    """
-    return _densenet("densenet169", num_classes, in_channels, small_input, **kwargs)
+def densenet169(**kwargs: Any) -> DenseNet:
+    """DenseNet-169 (DenseNet-BC, Table 1)."""
+    return _densenet("densenet169", **kwargs)
 
 
-def densenet201(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> DenseNet:
-    """DenseNet-201 (k = 32, blocks (6, 12, 48, 32), 64 stem channels), 20,013,928 parameters.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: 3x3 stride-1 stem without max-pool for 28-32 px images.
-        **kwargs: passed to :class:`DenseNet`.
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.densenet201``.
-    """
-    return _densenet("densenet201", num_classes, in_channels, small_input, **kwargs)
+def densenet201(**kwargs: Any) -> DenseNet:
+    """DenseNet-201 (DenseNet-BC, Table 1)."""
+    return _densenet("densenet201", **kwargs)

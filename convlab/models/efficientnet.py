@@ -13,6 +13,11 @@ Module names and positions follow torchvision's ``efficientnet_b0`` ... ``effici
 (``features.N``, ``block`` inside each MBConv, ``avgpool``, ``classifier`` = Dropout + Linear) so
 its state dicts load with ``strict=True``.
 
+Every factory (``efficientnet_b0`` ... ``efficientnet_b7``) builds one row of
+:data:`EFFICIENTNET_VARIANTS` and takes the keyword arguments of :class:`EfficientNet`, with
+``dropout`` and ``norm_layer`` defaulting to the row's; :data:`EFFICIENTNET_PARAMS` records its
+size.
+
 Departures and where the official numbers differ from the paper's text:
 
 * B1-B7 use the official per-variant table (:data:`EFFICIENTNET_VARIANTS`, from the reference
@@ -47,6 +52,7 @@ from convlab.layers import ConvBNAct, SqueezeExcitation, StochasticDepth, make_d
 __all__ = [
     "BASE_RESOLUTION",
     "EFFICIENTNET_B0",
+    "EFFICIENTNET_PARAMS",
     "EFFICIENTNET_VARIANTS",
     "HEAD_CHANNELS",
     "NATIVE_RESOLUTION",
@@ -300,17 +306,28 @@ class EfficientNetVariant:
     bn_momentum: float = 0.1
 
 
-# The reference code's table (efficientnet_builder.py), not Eq. 3; parameter counts with 1000
-# classes as torchvision's models of the same name.
+# The reference code's table (efficientnet_builder.py), not Eq. 3.
 EFFICIENTNET_VARIANTS: dict[str, EfficientNetVariant] = {
-    "efficientnet_b0": EfficientNetVariant(1.0, 1.0, 224, 0.2),  # 5,288,548 parameters
-    "efficientnet_b1": EfficientNetVariant(1.0, 1.1, 240, 0.2),  # 7,794,184
-    "efficientnet_b2": EfficientNetVariant(1.1, 1.2, 260, 0.3),  # 9,109,994
-    "efficientnet_b3": EfficientNetVariant(1.2, 1.4, 300, 0.3),  # 12,233,232
-    "efficientnet_b4": EfficientNetVariant(1.4, 1.8, 380, 0.4),  # 19,341,616
-    "efficientnet_b5": EfficientNetVariant(1.6, 2.2, 456, 0.4, 1e-3, 0.01),  # 30,389,784
-    "efficientnet_b6": EfficientNetVariant(1.8, 2.6, 528, 0.5, 1e-3, 0.01),  # 43,040,704
-    "efficientnet_b7": EfficientNetVariant(2.0, 3.1, 600, 0.5, 1e-3, 0.01),  # 66,347,960
+    "efficientnet_b0": EfficientNetVariant(1.0, 1.0, 224, 0.2),
+    "efficientnet_b1": EfficientNetVariant(1.0, 1.1, 240, 0.2),
+    "efficientnet_b2": EfficientNetVariant(1.1, 1.2, 260, 0.3),
+    "efficientnet_b3": EfficientNetVariant(1.2, 1.4, 300, 0.3),
+    "efficientnet_b4": EfficientNetVariant(1.4, 1.8, 380, 0.4),
+    "efficientnet_b5": EfficientNetVariant(1.6, 2.2, 456, 0.4, 1e-3, 0.01),
+    "efficientnet_b6": EfficientNetVariant(1.8, 2.6, 528, 0.5, 1e-3, 0.01),
+    "efficientnet_b7": EfficientNetVariant(2.0, 3.1, 600, 0.5, 1e-3, 0.01),
+}
+
+# Parameters of each variant's network with 1000 classes (torchvision's model of the same name).
+EFFICIENTNET_PARAMS: dict[str, int] = {
+    "efficientnet_b0": 5_288_548,
+    "efficientnet_b1": 7_794_184,
+    "efficientnet_b2": 9_109_994,
+    "efficientnet_b3": 12_233_232,
+    "efficientnet_b4": 19_341_616,
+    "efficientnet_b5": 30_389_784,
+    "efficientnet_b6": 43_040_704,
+    "efficientnet_b7": 66_347_960,
 }
 
 # Native input side per model name, pixels (for the model registry).
@@ -535,171 +552,58 @@ class EfficientNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _efficientnet(
-    name: str, num_classes: int, in_channels: int, small_input: bool, **kwargs: Any
-) -> EfficientNet:
+def _efficientnet(name: str, **kwargs: Any) -> EfficientNet:
+    """The factories' builder: the :class:`EfficientNet` of a row of :data:`EFFICIENTNET_VARIANTS`.
+
+    Args:
+        name: the row, for example ``"efficientnet_b0"``.
+        **kwargs: passed to :class:`EfficientNet` (``num_classes``, ``in_channels``,
+            ``small_input``, ``stochastic_depth_prob``, ...); ``dropout`` and ``norm_layer``
+            default to the row's dropout and batch-norm settings.
+    """
     variant = EFFICIENTNET_VARIANTS[name]
     kwargs.setdefault("dropout", variant.dropout)
     kwargs.setdefault(
         "norm_layer", partial(nn.BatchNorm2d, eps=variant.bn_eps, momentum=variant.bn_momentum)
     )
-    return EfficientNet(
-        variant.width_mult,
-        variant.depth_mult,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        small_input=small_input,
-        **kwargs,
-    )
+    return EfficientNet(variant.width_mult, variant.depth_mult, **kwargs)
 
 
-def efficientnet_b0(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> EfficientNet:
-    """EfficientNet-B0: width 1.0, depth 1.0, native input 224x224, dropout 0.2.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: stride-1 stem for 28-32 px images.
-        **kwargs: passed to :class:`EfficientNet` (``dropout``, ``stochastic_depth_prob``,
-            ``norm_layer``).
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.efficientnet_b0``
-        (5,288,548 parameters).
-    """
-    return _efficientnet("efficientnet_b0", num_classes, in_channels, small_input, **kwargs)
+def efficientnet_b0(**kwargs: Any) -> EfficientNet:
+    """EfficientNet-B0, the baseline of Table 1."""
+    return _efficientnet("efficientnet_b0", **kwargs)
 
 
-def efficientnet_b1(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> EfficientNet:
-    """EfficientNet-B1: width 1.0, depth 1.1, native input 240x240, dropout 0.2.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: stride-1 stem for 28-32 px images.
-        **kwargs: passed to :class:`EfficientNet` (``dropout``, ``stochastic_depth_prob``,
-            ``norm_layer``).
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.efficientnet_b1``
-        (7,794,184 parameters).
-    """
-    return _efficientnet("efficientnet_b1", num_classes, in_channels, small_input, **kwargs)
+def efficientnet_b1(**kwargs: Any) -> EfficientNet:
+    """EfficientNet-B1."""
+    return _efficientnet("efficientnet_b1", **kwargs)
 
 
-def efficientnet_b2(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> EfficientNet:
-    """EfficientNet-B2: width 1.1, depth 1.2, native input 260x260, dropout 0.3.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: stride-1 stem for 28-32 px images.
-        **kwargs: passed to :class:`EfficientNet` (``dropout``, ``stochastic_depth_prob``,
-            ``norm_layer``).
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.efficientnet_b2``
-        (9,109,994 parameters).
-    """
-    return _efficientnet("efficientnet_b2", num_classes, in_channels, small_input, **kwargs)
+def efficientnet_b2(**kwargs: Any) -> EfficientNet:
+    """EfficientNet-B2."""
+    return _efficientnet("efficientnet_b2", **kwargs)
 
 
-def efficientnet_b3(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> EfficientNet:
-    """EfficientNet-B3: width 1.2, depth 1.4, native input 300x300, dropout 0.3.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: stride-1 stem for 28-32 px images.
-        **kwargs: passed to :class:`EfficientNet` (``dropout``, ``stochastic_depth_prob``,
-            ``norm_layer``).
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.efficientnet_b3``
-        (12,233,232 parameters).
-    """
-    return _efficientnet("efficientnet_b3", num_classes, in_channels, small_input, **kwargs)
+def efficientnet_b3(**kwargs: Any) -> EfficientNet:
+    """EfficientNet-B3."""
+    return _efficientnet("efficientnet_b3", **kwargs)
 
 
-def efficientnet_b4(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> EfficientNet:
-    """EfficientNet-B4: width 1.4, depth 1.8, native input 380x380, dropout 0.4.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: stride-1 stem for 28-32 px images.
-        **kwargs: passed to :class:`EfficientNet` (``dropout``, ``stochastic_depth_prob``,
-            ``norm_layer``).
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.efficientnet_b4``
-        (19,341,616 parameters).
-    """
-    return _efficientnet("efficientnet_b4", num_classes, in_channels, small_input, **kwargs)
+def efficientnet_b4(**kwargs: Any) -> EfficientNet:
+    """EfficientNet-B4."""
+    return _efficientnet("efficientnet_b4", **kwargs)
 
 
-def efficientnet_b5(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> EfficientNet:
-    """EfficientNet-B5: width 1.6, depth 2.2, native input 456x456, dropout 0.4.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: stride-1 stem for 28-32 px images.
-        **kwargs: passed to :class:`EfficientNet` (``dropout``, ``stochastic_depth_prob``,
-            ``norm_layer``).
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.efficientnet_b5``
-        (30,389,784 parameters).
-    """
-    return _efficientnet("efficientnet_b5", num_classes, in_channels, small_input, **kwargs)
+def efficientnet_b5(**kwargs: Any) -> EfficientNet:
+    """EfficientNet-B5."""
+    return _efficientnet("efficientnet_b5", **kwargs)
 
 
-def efficientnet_b6(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> EfficientNet:
-    """EfficientNet-B6: width 1.8, depth 2.6, native input 528x528, dropout 0.5.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: stride-1 stem for 28-32 px images.
-        **kwargs: passed to :class:`EfficientNet` (``dropout``, ``stochastic_depth_prob``,
-            ``norm_layer``).
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.efficientnet_b6``
-        (43,040,704 parameters).
-    """
-    return _efficientnet("efficientnet_b6", num_classes, in_channels, small_input, **kwargs)
+def efficientnet_b6(**kwargs: Any) -> EfficientNet:
+    """EfficientNet-B6."""
+    return _efficientnet("efficientnet_b6", **kwargs)
 
 
-def efficientnet_b7(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> EfficientNet:
-    """EfficientNet-B7: width 2.0, depth 3.1, native input 600x600, dropout 0.5.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: stride-1 stem for 28-32 px images.
-        **kwargs: passed to :class:`EfficientNet` (``dropout``, ``stochastic_depth_prob``,
-            ``norm_layer``).
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.efficientnet_b7``
-        (66,347,960 parameters).
-    """
-    return _efficientnet("efficientnet_b7", num_classes, in_channels, small_input, **kwargs)
+def efficientnet_b7(**kwargs: Any) -> EfficientNet:
+    """EfficientNet-B7."""
+    return _efficientnet("efficientnet_b7", **kwargs)

@@ -27,14 +27,17 @@ Departures and conventions, all deliberate:
   class).
 * MnasNet-A1's SE bottleneck is ``max(1, int(0.25 * in_channels))`` channels, a quarter of the
   block's *input* channels, with ReLU inside and a sigmoid gate, as in the reference code. This
-  gives 3,887,038 parameters with 1000 classes, the paper's "3.9M" (0.3% below, the paper
-  rounds). A quarter of the *expanded* channels (the SE paper's convention) would give 5,139,518,
-  and no SE at all 3,629,072.
+  gives the paper's "3.9M" parameters with 1000 classes (:data:`MNASNET_PARAMS`, 0.3% below: the
+  paper rounds). A quarter of the *expanded* channels (the SE paper's convention) would give
+  5,139,518, and no SE at all 3,629,072.
 * MnasNet-A1's "SepConv" is an MBConv with ``expand_ratio = 1`` and no SE: depthwise 3x3, BN,
   ReLU, pointwise 1x1, BN (32 -> 16 channels, so no shortcut).
 * Classifier dropout 0.2 (reference code); no stochastic depth in MnasNet.
 * ``small_input=True`` (all three factories) makes the stem convolution stride 1 instead of 2;
   nothing else changes. A 32x32 image leaves the last stage at 2x2 instead of 1x1.
+
+The factories take the keyword arguments of their class (``num_classes``, ``in_channels``,
+``small_input``, ``dropout``); :data:`MNASNET_PARAMS` records their sizes.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ __all__ = [
     "HEAD_CHANNELS",
     "MNASNET_A1",
     "MNASNET_B1",
+    "MNASNET_PARAMS",
     "STEM_CHANNELS",
     "InvertedResidual",
     "MnasNet",
@@ -318,59 +322,25 @@ class MnasNetA1(EfficientNet):
 # ----------------------------------------------------------------------------------------------
 # Factories
 
-
-def mnasnet0_5(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> MnasNet:
-    """MnasNet-B1 at width 0.5, 2,218,512 parameters; native input 224x224.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: stride-1 stem for 28-32 px images.
-        **kwargs: passed to :class:`MnasNet` (``dropout``).
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.mnasnet0_5``.
-    """
-    return MnasNet(
-        0.5, num_classes=num_classes, in_channels=in_channels, small_input=small_input, **kwargs
-    )
+# Parameters of each factory's network with 1000 classes: torchvision's models of the same name for
+# B1, ours for A1 (the paper: 3.9M).
+MNASNET_PARAMS: dict[str, int] = {
+    "mnasnet0_5": 2_218_512,
+    "mnasnet1_0": 4_383_312,
+    "mnasnet_a1": 3_887_038,
+}
 
 
-def mnasnet1_0(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> MnasNet:
-    """MnasNet-B1 at width 1.0, 4,383,312 parameters; native input 224x224.
-
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: stride-1 stem for 28-32 px images.
-        **kwargs: passed to :class:`MnasNet` (``dropout``).
-
-    Returns:
-        The model; with defaults key-for-key ``torchvision.models.mnasnet1_0``.
-    """
-    return MnasNet(
-        1.0, num_classes=num_classes, in_channels=in_channels, small_input=small_input, **kwargs
-    )
+def mnasnet0_5(**kwargs: Any) -> MnasNet:
+    """MnasNet-B1 at width 0.5, torchvision's ``mnasnet0_5``."""
+    return MnasNet(0.5, **kwargs)
 
 
-def mnasnet_a1(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> MnasNetA1:
-    """MnasNet-A1 (the paper's Fig. 7), 3,887,038 parameters; native input 224x224.
+def mnasnet1_0(**kwargs: Any) -> MnasNet:
+    """MnasNet-B1 at width 1.0, torchvision's ``mnasnet1_0``."""
+    return MnasNet(1.0, **kwargs)
 
-    Args:
-        num_classes: classifier outputs.
-        in_channels: image channels.
-        small_input: stride-1 stem for 28-32 px images.
-        **kwargs: passed to :class:`MnasNetA1` (``dropout``).
 
-    Returns:
-        The model (torchvision has no MnasNet-A1).
-    """
-    return MnasNetA1(
-        num_classes=num_classes, in_channels=in_channels, small_input=small_input, **kwargs
-    )
+def mnasnet_a1(**kwargs: Any) -> MnasNetA1:
+    """MnasNet-A1, the paper's Fig. 7 (torchvision has no A1)."""
+    return MnasNetA1(**kwargs)

@@ -22,8 +22,11 @@ Departures, each deliberate:
   arXiv:1706.02677); the paper does not do this.
 * ``small_input=True`` is not in the paper: see :class:`ResNet`.
 
-With default arguments every factory here builds torchvision's model of the same name
-parameter for parameter and key for key, so torchvision state dicts load with ``strict=True``.
+Every factory (``resnet18`` ... ``resnext101_32x8d``) takes the keyword arguments of
+:class:`ResNet` (``num_classes``, ``in_channels``, ``small_input``, ``zero_init_residual``,
+``stride_in_1x1``); :data:`RESNET_PARAMS` records its size. With default arguments every factory
+builds torchvision's model of the same name parameter for parameter and key for key, so
+torchvision state dicts load with ``strict=True``.
 The CIFAR networks of the paper's Sec. 4.2 and the pre-activation networks of He et al. 2016
 live in :mod:`convlab.models.resnet_cifar`.
 """
@@ -36,6 +39,7 @@ from typing import Any
 from torch import Tensor, nn
 
 __all__ = [
+    "RESNET_PARAMS",
     "RESNET_STAGES",
     "BasicBlock",
     "Bottleneck",
@@ -53,13 +57,26 @@ __all__ = [
 ]
 
 # Table 1 of the paper: (num_blocks, channels) per stage, conv2_x to conv5_x. A Bottleneck stage
-# outputs channels * 4. Parameter counts are for 1000 classes.
+# outputs channels * 4.
 RESNET_STAGES: dict[int, tuple[tuple[int, int], ...]] = {
-    18: ((2, 64), (2, 128), (2, 256), (2, 512)),  # BasicBlock, 11,689,512
-    34: ((3, 64), (4, 128), (6, 256), (3, 512)),  # BasicBlock, 21,797,672
-    50: ((3, 64), (4, 128), (6, 256), (3, 512)),  # Bottleneck, 25,557,032
-    101: ((3, 64), (4, 128), (23, 256), (3, 512)),  # Bottleneck, 44,549,160
-    152: ((3, 64), (8, 128), (36, 256), (3, 512)),  # Bottleneck, 60,192,808
+    18: ((2, 64), (2, 128), (2, 256), (2, 512)),  # BasicBlock
+    34: ((3, 64), (4, 128), (6, 256), (3, 512)),  # BasicBlock
+    50: ((3, 64), (4, 128), (6, 256), (3, 512)),  # Bottleneck
+    101: ((3, 64), (4, 128), (23, 256), (3, 512)),  # Bottleneck
+    152: ((3, 64), (8, 128), (36, 256), (3, 512)),  # Bottleneck
+}
+
+# Parameters of each factory's network with 1000 classes (torchvision's model of the same name).
+RESNET_PARAMS: dict[str, int] = {
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    "resnext50_32x4d": 25_028_904,  # about as many as ResNet-50
+    # Xie et al. report 32x4d and 64x4d at depth 101; 32x8d is torchvision's setting (also that
+    # of Mahajan et al. 2018, arXiv:1805.00932).
+    "resnext101_32x8d": 88_791_336,
 }
 
 
@@ -302,179 +319,36 @@ def init_weights(model: nn.Module, zero_init_residual: bool = False) -> None:
                 nn.init.zeros_(m.bn2.weight)
 
 
-def resnet18(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> ResNet:
-    """ResNet-18 (Table 1): BasicBlock stages of 2, 2, 2, 2; 11,689,512 parameters.
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        small_input: 3x3 stride-1 stem without max-pool, for 28x28 to 32x32 images.
-        **kwargs: passed to :class:`ResNet` (``zero_init_residual``).
-
-    Returns:
-        The network, key-compatible with ``torchvision.models.resnet18``.
-    """
-    return ResNet(
-        BasicBlock,
-        RESNET_STAGES[18],
-        num_classes=num_classes,
-        in_channels=in_channels,
-        small_input=small_input,
-        **kwargs,
-    )
+def resnet18(**kwargs: Any) -> ResNet:
+    """ResNet-18 (Table 1): basic blocks."""
+    return ResNet(BasicBlock, RESNET_STAGES[18], **kwargs)
 
 
-def resnet34(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> ResNet:
-    """ResNet-34 (Table 1): BasicBlock stages of 3, 4, 6, 3; 21,797,672 parameters.
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        small_input: 3x3 stride-1 stem without max-pool, for 28x28 to 32x32 images.
-        **kwargs: passed to :class:`ResNet` (``zero_init_residual``).
-
-    Returns:
-        The network, key-compatible with ``torchvision.models.resnet34``.
-    """
-    return ResNet(
-        BasicBlock,
-        RESNET_STAGES[34],
-        num_classes=num_classes,
-        in_channels=in_channels,
-        small_input=small_input,
-        **kwargs,
-    )
+def resnet34(**kwargs: Any) -> ResNet:
+    """ResNet-34 (Table 1): basic blocks."""
+    return ResNet(BasicBlock, RESNET_STAGES[34], **kwargs)
 
 
-def resnet50(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> ResNet:
-    """ResNet-50 (Table 1): Bottleneck stages of 3, 4, 6, 3; 25,557,032 parameters.
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        small_input: 3x3 stride-1 stem without max-pool, for 28x28 to 32x32 images.
-        **kwargs: passed to :class:`ResNet` (``zero_init_residual``, ``stride_in_1x1=True`` for
-            the paper's stride placement).
-
-    Returns:
-        The network, key-compatible with ``torchvision.models.resnet50``.
-    """
-    return ResNet(
-        Bottleneck,
-        RESNET_STAGES[50],
-        num_classes=num_classes,
-        in_channels=in_channels,
-        small_input=small_input,
-        **kwargs,
-    )
+def resnet50(**kwargs: Any) -> ResNet:
+    """ResNet-50 (Table 1): bottleneck blocks."""
+    return ResNet(Bottleneck, RESNET_STAGES[50], **kwargs)
 
 
-def resnet101(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> ResNet:
-    """ResNet-101 (Table 1): Bottleneck stages of 3, 4, 23, 3; 44,549,160 parameters.
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        small_input: 3x3 stride-1 stem without max-pool, for 28x28 to 32x32 images.
-        **kwargs: passed to :class:`ResNet` (``zero_init_residual``, ``stride_in_1x1``).
-
-    Returns:
-        The network, key-compatible with ``torchvision.models.resnet101``.
-    """
-    return ResNet(
-        Bottleneck,
-        RESNET_STAGES[101],
-        num_classes=num_classes,
-        in_channels=in_channels,
-        small_input=small_input,
-        **kwargs,
-    )
+def resnet101(**kwargs: Any) -> ResNet:
+    """ResNet-101 (Table 1): bottleneck blocks."""
+    return ResNet(Bottleneck, RESNET_STAGES[101], **kwargs)
 
 
-def resnet152(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> ResNet:
-    """ResNet-152 (Table 1): Bottleneck stages of 3, 8, 36, 3; 60,192,808 parameters.
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        small_input: 3x3 stride-1 stem without max-pool, for 28x28 to 32x32 images.
-        **kwargs: passed to :class:`ResNet` (``zero_init_residual``, ``stride_in_1x1``).
-
-    Returns:
-        The network, key-compatible with ``torchvision.models.resnet152``.
-    """
-    return ResNet(
-        Bottleneck,
-        RESNET_STAGES[152],
-        num_classes=num_classes,
-        in_channels=in_channels,
-        small_input=small_input,
-        **kwargs,
-    )
+def resnet152(**kwargs: Any) -> ResNet:
+    """ResNet-152 (Table 1): bottleneck blocks."""
+    return ResNet(Bottleneck, RESNET_STAGES[152], **kwargs)
 
 
-def resnext50_32x4d(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> ResNet:
-    """ResNeXt-50 (32x4d) (Xie et al., Table 1): ResNet-50 with 32 paths of 4 channels per 64.
-
-    25,028,904 parameters, about as many as ResNet-50.
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        small_input: 3x3 stride-1 stem without max-pool, for 28x28 to 32x32 images.
-        **kwargs: passed to :class:`ResNet` (``zero_init_residual``, ``stride_in_1x1``).
-
-    Returns:
-        The network, key-compatible with ``torchvision.models.resnext50_32x4d``.
-    """
-    return ResNet(
-        Bottleneck,
-        RESNET_STAGES[50],
-        num_classes=num_classes,
-        in_channels=in_channels,
-        small_input=small_input,
-        groups=32,
-        width_per_group=4,
-        **kwargs,
-    )
+def resnext50_32x4d(**kwargs: Any) -> ResNet:
+    """ResNeXt-50 (32x4d), Xie et al. Table 1: ResNet-50 with 32 paths of 4 channels per 64."""
+    return ResNet(Bottleneck, RESNET_STAGES[50], groups=32, width_per_group=4, **kwargs)
 
 
-def resnext101_32x8d(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> ResNet:
-    """ResNeXt-101 (32x8d): ResNet-101 with 32 paths of 8 channels per 64; 88,791,336 parameters.
-
-    Xie et al. report 32x4d and 64x4d at depth 101; 32x8d is torchvision's setting (also that of
-    Mahajan et al. 2018, arXiv:1805.00932).
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        small_input: 3x3 stride-1 stem without max-pool, for 28x28 to 32x32 images.
-        **kwargs: passed to :class:`ResNet` (``zero_init_residual``, ``stride_in_1x1``).
-
-    Returns:
-        The network, key-compatible with ``torchvision.models.resnext101_32x8d``.
-    """
-    return ResNet(
-        Bottleneck,
-        RESNET_STAGES[101],
-        num_classes=num_classes,
-        in_channels=in_channels,
-        small_input=small_input,
-        groups=32,
-        width_per_group=8,
-        **kwargs,
-    )
+def resnext101_32x8d(**kwargs: Any) -> ResNet:
+    """ResNeXt-101 (32x8d): ResNet-101 with 32 paths of 8 channels per 64."""
+    return ResNet(Bottleneck, RESNET_STAGES[101], groups=32, width_per_group=8, **kwargs)

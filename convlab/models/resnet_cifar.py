@@ -31,6 +31,11 @@ Deliberate choices and departures:
 * Bottleneck units stride their 3x3 convolution (as torchvision's ImageNet ``Bottleneck``);
   the authors' Torch code strides the first 1x1 convolution. Parameter counts are the same.
 * Linear layers keep PyTorch's default initialization; convolutions are He-normal (fan-out).
+
+The factories ``resnet20`` ... ``resnet1202`` and ``plain20`` ... ``plain110`` take the keyword
+arguments of :func:`cifar_resnet` (``num_classes``, ``in_channels``, ``shortcut``), the
+``preact_resnet*`` factories those of :func:`preact_resnet` (``order``, ``shortcut``, ...);
+:data:`CIFAR_PARAMS` records their sizes.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from torch import Tensor, nn
 from convlab.models.resnet import BasicBlock, conv1x1, conv3x3, init_weights
 
 __all__ = [
+    "CIFAR_PARAMS",
     "CIFAR_WIDTHS",
     "ORDERS",
     "CifarResNet",
@@ -77,6 +83,22 @@ __all__ = [
 # Sec. 4.2: channels of the three stages, at 32x32, 16x16 and 8x8. Bottleneck units use them as
 # bottleneck widths and output four times as many (64, 128, 256).
 CIFAR_WIDTHS: tuple[int, int, int] = (16, 32, 64)
+
+# Parameters with 10 classes and the default shortcuts (option A for the 2015 networks, B for the
+# pre-activation ones); the paper's rounded figure beside each. Plain networks have exactly the
+# parameters of their residual twins: option A shortcuts have none.
+CIFAR_PARAMS: dict[str, int] = {
+    "resnet20": 269_722,  # 0.27M
+    "resnet32": 464_154,  # 0.46M
+    "resnet44": 658_586,  # 0.66M
+    "resnet56": 853_018,  # 0.85M
+    "resnet110": 1_727_962,  # 1.7M
+    "resnet1202": 19_421_274,  # 19.4M
+    "preact_resnet164": 1_703_258,  # 1.7M
+    # The 2016 paper's 10.2M is the count without batch norm's scales and shifts (10,178,490);
+    # with them the network has 10.3M (for ResNet-164 both round to 1.7M).
+    "preact_resnet1001": 10_327_706,
+}
 
 
 @dataclass(frozen=True)
@@ -227,6 +249,10 @@ class CifarResNet(nn.Module):
     ``conv1`` (3x3, 16) -> BN -> ReLU -> ``layer1..layer3`` (``n`` blocks each, 16/32/64
     channels, the first block of ``layer2`` and ``layer3`` with stride 2) -> global average
     pooling -> ``fc``.
+
+    Freshly built and in evaluation mode (running statistics still 0 and 1, so batch norm is
+    nearly the identity) a very deep network such as ResNet-1202 grows its activations with every
+    block until they overflow float32; run it in training mode, or train it, before evaluating.
 
     Args:
         num_blocks: blocks per stage, ``n``.
@@ -589,214 +615,71 @@ def preact_resnet(
     )
 
 
-def resnet20(*, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> CifarResNet:
-    """ResNet-20 for CIFAR (n = 3): 269,722 parameters with option A shortcuts (paper: 0.27M).
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`cifar_resnet` (``shortcut``).
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return cifar_resnet(20, num_classes=num_classes, in_channels=in_channels, **kwargs)
+def resnet20(**kwargs: Any) -> CifarResNet:
+    """ResNet-20 for CIFAR-10 (n = 3)."""
+    return cifar_resnet(20, **kwargs)
 
 
-def resnet32(*, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> CifarResNet:
-    """ResNet-32 for CIFAR (n = 5): 464,154 parameters with option A shortcuts (paper: 0.46M).
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`cifar_resnet` (``shortcut``).
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return cifar_resnet(32, num_classes=num_classes, in_channels=in_channels, **kwargs)
+def resnet32(**kwargs: Any) -> CifarResNet:
+    """ResNet-32 for CIFAR-10 (n = 5)."""
+    return cifar_resnet(32, **kwargs)
 
 
-def resnet44(*, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> CifarResNet:
-    """ResNet-44 for CIFAR (n = 7): 658,586 parameters with option A shortcuts (paper: 0.66M).
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`cifar_resnet` (``shortcut``).
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return cifar_resnet(44, num_classes=num_classes, in_channels=in_channels, **kwargs)
+def resnet44(**kwargs: Any) -> CifarResNet:
+    """ResNet-44 for CIFAR-10 (n = 7)."""
+    return cifar_resnet(44, **kwargs)
 
 
-def resnet56(*, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> CifarResNet:
-    """ResNet-56 for CIFAR (n = 9): 853,018 parameters with option A shortcuts (paper: 0.85M).
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`cifar_resnet` (``shortcut``).
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return cifar_resnet(56, num_classes=num_classes, in_channels=in_channels, **kwargs)
+def resnet56(**kwargs: Any) -> CifarResNet:
+    """ResNet-56 for CIFAR-10 (n = 9)."""
+    return cifar_resnet(56, **kwargs)
 
 
-def resnet110(*, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> CifarResNet:
-    """ResNet-110 for CIFAR (n = 18): 1,727,962 parameters with option A (paper: 1.7M).
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`cifar_resnet` (``shortcut``).
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return cifar_resnet(110, num_classes=num_classes, in_channels=in_channels, **kwargs)
+def resnet110(**kwargs: Any) -> CifarResNet:
+    """ResNet-110 for CIFAR-10 (n = 18)."""
+    return cifar_resnet(110, **kwargs)
 
 
-def resnet1202(*, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> CifarResNet:
-    """ResNet-1202 for CIFAR (n = 200): 19,421,274 parameters with option A (paper: 19.4M).
-
-    Freshly built and in evaluation mode (running statistics still 0 and 1, so batch norm is
-    nearly the identity) its activations grow with every block until they overflow float32;
-    run it in training mode, or train it, before evaluating.
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`cifar_resnet` (``shortcut``).
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return cifar_resnet(1202, num_classes=num_classes, in_channels=in_channels, **kwargs)
+def resnet1202(**kwargs: Any) -> CifarResNet:
+    """ResNet-1202 for CIFAR-10 (n = 200); before evaluating it fresh, see :class:`CifarResNet`."""
+    return cifar_resnet(1202, **kwargs)
 
 
-def plain20(*, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> CifarResNet:
-    """Plain 20-layer CIFAR network (no shortcuts), the same parameters as :func:`resnet20`.
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`cifar_resnet`.
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return cifar_resnet(20, plain=True, num_classes=num_classes, in_channels=in_channels, **kwargs)
+def plain20(**kwargs: Any) -> CifarResNet:
+    """Plain 20-layer CIFAR-10 network (no shortcuts)."""
+    return cifar_resnet(20, plain=True, **kwargs)
 
 
-def plain32(*, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> CifarResNet:
-    """Plain 32-layer CIFAR network (no shortcuts).
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`cifar_resnet`.
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return cifar_resnet(32, plain=True, num_classes=num_classes, in_channels=in_channels, **kwargs)
+def plain32(**kwargs: Any) -> CifarResNet:
+    """Plain 32-layer CIFAR-10 network (no shortcuts)."""
+    return cifar_resnet(32, plain=True, **kwargs)
 
 
-def plain44(*, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> CifarResNet:
-    """Plain 44-layer CIFAR network (no shortcuts).
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`cifar_resnet`.
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return cifar_resnet(44, plain=True, num_classes=num_classes, in_channels=in_channels, **kwargs)
+def plain44(**kwargs: Any) -> CifarResNet:
+    """Plain 44-layer CIFAR-10 network (no shortcuts)."""
+    return cifar_resnet(44, plain=True, **kwargs)
 
 
-def plain56(*, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> CifarResNet:
-    """Plain 56-layer CIFAR network (no shortcuts): trains worse than plain-20 (Fig. 1).
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`cifar_resnet`.
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return cifar_resnet(56, plain=True, num_classes=num_classes, in_channels=in_channels, **kwargs)
+def plain56(**kwargs: Any) -> CifarResNet:
+    """Plain 56-layer CIFAR-10 network (no shortcuts): trains worse than plain-20 (Fig. 1)."""
+    return cifar_resnet(56, plain=True, **kwargs)
 
 
-def plain110(*, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> CifarResNet:
-    """Plain 110-layer CIFAR network (no shortcuts).
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`cifar_resnet`.
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return cifar_resnet(110, plain=True, num_classes=num_classes, in_channels=in_channels, **kwargs)
+def plain110(**kwargs: Any) -> CifarResNet:
+    """Plain 110-layer CIFAR-10 network (no shortcuts)."""
+    return cifar_resnet(110, plain=True, **kwargs)
 
 
-def preact_resnet110(*, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> PreActResNet:
-    """Pre-activation ResNet-110: basic units (n = 18), full pre-activation by default.
-
-    The network of the paper's order ablation (its table of the five orders) with basic units.
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`preact_resnet` (``order``, ``shortcut``).
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return preact_resnet(
-        110, bottleneck=False, num_classes=num_classes, in_channels=in_channels, **kwargs
-    )
+def preact_resnet110(**kwargs: Any) -> PreActResNet:
+    """Pre-activation ResNet-110, basic units (n = 18): the network of the order ablation."""
+    return preact_resnet(110, bottleneck=False, **kwargs)
 
 
-def preact_resnet164(*, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> PreActResNet:
-    """Pre-activation ResNet-164: bottleneck units (n = 18); 1,703,258 parameters (paper: 1.7M).
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`preact_resnet` (``order``, ``shortcut``).
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return preact_resnet(
-        164, bottleneck=True, num_classes=num_classes, in_channels=in_channels, **kwargs
-    )
+def preact_resnet164(**kwargs: Any) -> PreActResNet:
+    """Pre-activation ResNet-164, bottleneck units (n = 18)."""
+    return preact_resnet(164, bottleneck=True, **kwargs)
 
 
-def preact_resnet1001(
-    *, num_classes: int = 10, in_channels: int = 3, **kwargs: Any
-) -> PreActResNet:
-    """Pre-activation ResNet-1001: bottleneck units (n = 111); 10,327,706 parameters.
-
-    The paper's 10.2M matches the count without batch norm's scales and shifts (10,178,490);
-    with them the network has 10.3M (for ResNet-164 both round to 1.7M).
-
-    Args:
-        num_classes: outputs of the classifier.
-        in_channels: channels of the input image.
-        **kwargs: passed to :func:`preact_resnet` (``order``, ``shortcut``).
-
-    Returns:
-        The network, for 32x32 images.
-    """
-    return preact_resnet(
-        1001, bottleneck=True, num_classes=num_classes, in_channels=in_channels, **kwargs
-    )
+def preact_resnet1001(**kwargs: Any) -> PreActResNet:
+    """Pre-activation ResNet-1001, bottleneck units (n = 111)."""
+    return preact_resnet(1001, bottleneck=True, **kwargs)

@@ -8,7 +8,9 @@ depth is added block by block: ``((num_convs, channels), ...)`` below is Table 1
 
 Configurations A, B, D, E of Table 1 are :func:`vgg11`, :func:`vgg13`, :func:`vgg16`,
 :func:`vgg19`; the ``_bn`` variants put ``BatchNorm2d`` between each convolution and its ReLU.
-With the defaults every factory is torchvision's model of the same name, key for key.
+Every factory takes ``small_input`` (below) and the keyword arguments of :class:`VGG`
+(``num_classes``, ``in_channels``, ``dropout``, ...); :data:`VGG_PARAMS` records its size. With the
+defaults every factory is torchvision's model of the same name, key for key.
 
 Departures from the paper, all shared with torchvision:
 
@@ -41,6 +43,7 @@ __all__ = [
     "VGG13",
     "VGG16",
     "VGG19",
+    "VGG_PARAMS",
     "vgg11",
     "vgg11_bn",
     "vgg13",
@@ -52,11 +55,24 @@ __all__ = [
     "vgg_block",
 ]
 
-# Table 1 of the paper as (num_convs, channels) per stage; parameter counts at 1000 classes.
-VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))  # A: 132,863,336
-VGG13 = ((2, 64), (2, 128), (2, 256), (2, 512), (2, 512))  # B: 133,047,848
-VGG16 = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))  # D: 138,357,544
-VGG19 = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))  # E: 143,667,240
+# Table 1 of the paper as (num_convs, channels) per stage.
+VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))  # A
+VGG13 = ((2, 64), (2, 128), (2, 256), (2, 512), (2, 512))  # B
+VGG16 = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))  # D
+VGG19 = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))  # E
+
+# Parameters of each factory's network at the defaults, 1000 classes (torchvision's model of the
+# same name).
+VGG_PARAMS: dict[str, int] = {
+    "vgg11": 132_863_336,
+    "vgg11_bn": 132_868_840,
+    "vgg13": 133_047_848,
+    "vgg13_bn": 133_053_736,
+    "vgg16": 138_357_544,
+    "vgg16_bn": 138_365_992,
+    "vgg19": 143_667_240,
+    "vgg19_bn": 143_678_248,
+}
 
 
 def vgg_block(
@@ -162,149 +178,59 @@ class VGG(nn.Module):
 def _vgg(
     stages: Sequence[tuple[int, int]],
     batch_norm: bool,
-    num_classes: int,
-    in_channels: int,
-    small_input: bool,
-    kwargs: dict[str, Any],
+    *,
+    small_input: bool = False,
+    **kwargs: Any,
 ) -> VGG:
+    """The factories' builder: a :class:`VGG`, with the small-input defaults when asked.
+
+    Args:
+        stages: a configuration of Table 1, for example :data:`VGG16`.
+        batch_norm: batch norm after every convolution (the ``_bn`` factories).
+        small_input: the 28-32 px configuration of the module docstring (``final_pool=False``,
+            ``pooled_size=1``, ``hidden_features=512``), each setting overridable.
+        **kwargs: passed to :class:`VGG` (``num_classes``, ``in_channels``, ``dropout``, ...).
+    """
     if small_input:
         kwargs = {"final_pool": False, "pooled_size": 1, "hidden_features": 512, **kwargs}
-    return VGG(
-        stages, num_classes=num_classes, in_channels=in_channels, batch_norm=batch_norm, **kwargs
-    )
+    return VGG(stages, batch_norm=batch_norm, **kwargs)
 
 
-def vgg11(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> VGG:
-    """VGG-11, configuration A (132,863,336 parameters at the defaults; native 224 px).
-
-    Args:
-        num_classes: number of output logits.
-        in_channels: channels of the input image.
-        small_input: the 28-32 px configuration of the module docstring.
-        **kwargs: passed to :class:`VGG` (for example ``dropout``).
-
-    Returns:
-        A :class:`VGG`.
-    """
-    return _vgg(VGG11, False, num_classes, in_channels, small_input, kwargs)
+def vgg11(**kwargs: Any) -> VGG:
+    """VGG-11, configuration A."""
+    return _vgg(VGG11, False, **kwargs)
 
 
-def vgg11_bn(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> VGG:
-    """VGG-11 with batch norm (132,868,840 parameters at the defaults; native 224 px).
-
-    Args:
-        num_classes: number of output logits.
-        in_channels: channels of the input image.
-        small_input: the 28-32 px configuration of the module docstring.
-        **kwargs: passed to :class:`VGG`.
-
-    Returns:
-        A :class:`VGG`.
-    """
-    return _vgg(VGG11, True, num_classes, in_channels, small_input, kwargs)
+def vgg11_bn(**kwargs: Any) -> VGG:
+    """VGG-11, configuration A, with batch norm."""
+    return _vgg(VGG11, True, **kwargs)
 
 
-def vgg13(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> VGG:
-    """VGG-13, configuration B (133,047,848 parameters at the defaults; native 224 px).
-
-    Args:
-        num_classes: number of output logits.
-        in_channels: channels of the input image.
-        small_input: the 28-32 px configuration of the module docstring.
-        **kwargs: passed to :class:`VGG`.
-
-    Returns:
-        A :class:`VGG`.
-    """
-    return _vgg(VGG13, False, num_classes, in_channels, small_input, kwargs)
+def vgg13(**kwargs: Any) -> VGG:
+    """VGG-13, configuration B."""
+    return _vgg(VGG13, False, **kwargs)
 
 
-def vgg13_bn(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> VGG:
-    """VGG-13 with batch norm (133,053,736 parameters at the defaults; native 224 px).
-
-    Args:
-        num_classes: number of output logits.
-        in_channels: channels of the input image.
-        small_input: the 28-32 px configuration of the module docstring.
-        **kwargs: passed to :class:`VGG`.
-
-    Returns:
-        A :class:`VGG`.
-    """
-    return _vgg(VGG13, True, num_classes, in_channels, small_input, kwargs)
+def vgg13_bn(**kwargs: Any) -> VGG:
+    """VGG-13, configuration B, with batch norm."""
+    return _vgg(VGG13, True, **kwargs)
 
 
-def vgg16(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> VGG:
-    """VGG-16, configuration D (138,357,544 parameters at the defaults; native 224 px).
-
-    Args:
-        num_classes: number of output logits.
-        in_channels: channels of the input image.
-        small_input: the 28-32 px configuration of the module docstring.
-        **kwargs: passed to :class:`VGG`.
-
-    Returns:
-        A :class:`VGG`.
-    """
-    return _vgg(VGG16, False, num_classes, in_channels, small_input, kwargs)
+def vgg16(**kwargs: Any) -> VGG:
+    """VGG-16, configuration D."""
+    return _vgg(VGG16, False, **kwargs)
 
 
-def vgg16_bn(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> VGG:
-    """VGG-16 with batch norm (138,365,992 parameters at the defaults; native 224 px).
-
-    Args:
-        num_classes: number of output logits.
-        in_channels: channels of the input image.
-        small_input: the 28-32 px configuration of the module docstring.
-        **kwargs: passed to :class:`VGG`.
-
-    Returns:
-        A :class:`VGG`.
-    """
-    return _vgg(VGG16, True, num_classes, in_channels, small_input, kwargs)
+def vgg16_bn(**kwargs: Any) -> VGG:
+    """VGG-16, configuration D, with batch norm."""
+    return _vgg(VGG16, True, **kwargs)
 
 
-def vgg19(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> VGG:
-    """VGG-19, configuration E (143,667,240 parameters at the defaults; native 224 px).
-
-    Args:
-        num_classes: number of output logits.
-        in_channels: channels of the input image.
-        small_input: the 28-32 px configuration of the module docstring.
-        **kwargs: passed to :class:`VGG`.
-
-    Returns:
-        A :class:`VGG`.
-    """
-    return _vgg(VGG19, False, num_classes, in_channels, small_input, kwargs)
+def vgg19(**kwargs: Any) -> VGG:
+    """VGG-19, configuration E."""
+    return _vgg(VGG19, False, **kwargs)
 
 
-def vgg19_bn(
-    *, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False, **kwargs: Any
-) -> VGG:
-    """VGG-19 with batch norm (143,678,248 parameters at the defaults; native 224 px).
-
-    Args:
-        num_classes: number of output logits.
-        in_channels: channels of the input image.
-        small_input: the 28-32 px configuration of the module docstring.
-        **kwargs: passed to :class:`VGG`.
-
-    Returns:
-        A :class:`VGG`.
-    """
-    return _vgg(VGG19, True, num_classes, in_channels, small_input, kwargs)
+def vgg19_bn(**kwargs: Any) -> VGG:
+    """VGG-19, configuration E, with batch norm."""
+    return _vgg(VGG19, True, **kwargs)

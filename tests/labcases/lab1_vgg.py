@@ -30,5 +30,13 @@ CASE = LabCase(
             cell="test_vgg_block_shape",
             message="padding=1 for 3x3",
         ),
+        Mistake(
+            "dropout_rate",
+            "nn.Dropout(0.5),\n        nn.Linear(hidden_features, num_classes)",
+            "nn.Dropout(0.2),\n        nn.Linear(hidden_features, num_classes)",
+            failing=frozenset({"test_build_vgg"}),
+            cell="test_build_vgg",
+            message="dropout whose rate differs",
+        ),
     ),
 )

@@ -54,6 +54,14 @@ CASE = LabCase(
             cell="test_mnas_reward",
             message="slower than the target must earn less",
         ),
+        Mistake(
+            "dropout_argument_ignored",
+            "nn.Dropout(dropout),",
+            "nn.Dropout(0.2),",
+            failing=frozenset({"test_build_efficientnet"}),
+            cell="test_build_efficientnet",
+            message="dropout whose rate differs",
+        ),
     ),
     skip=("measure_latency(",),
 )

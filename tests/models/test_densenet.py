@@ -7,16 +7,15 @@ import torch
 import torchvision.models as tvm
 
 from convlab.models import densenet
-from convlab.models.densenet import DenseBlock, DenseLayer, Transition, densenet_channels
+from convlab.models.densenet import (
+    DENSENET_PARAMS,
+    DenseBlock,
+    DenseLayer,
+    Transition,
+    densenet_channels,
+)
 from tests.conftest import count_params
 
-# Parameter counts of torchvision's models with weights=None and 1000 classes.
-RECORDED_PARAMS = {
-    "densenet121": 7_978_856,
-    "densenet161": 28_681_000,
-    "densenet169": 14_149_480,
-    "densenet201": 20_013_928,
-}
 # Classifier input width, the paper's Table 1 (1024 for DenseNet-121 ...).
 FINAL_CHANNELS = {
     "densenet121": 1024,
@@ -24,14 +23,15 @@ FINAL_CHANNELS = {
     "densenet169": 1664,
     "densenet201": 1920,
 }
-NAMES = list(RECORDED_PARAMS)
+NAMES = list(DENSENET_PARAMS)  # one entry per factory
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_torchvision_parity_and_recorded_params(name, parity):
     ours = getattr(densenet, name)()
-    assert count_params(ours) == RECORDED_PARAMS[name]
-    parity(ours, getattr(tvm, name)(weights=None), input_size=(64, 64), batch=2)
+    reference = getattr(tvm, name)(weights=None)
+    assert count_params(ours) == count_params(reference) == DENSENET_PARAMS[name]
+    parity(ours, reference, input_size=(64, 64), batch=2)
 
 
 def test_channel_arithmetic_densenet121():

@@ -13,6 +13,7 @@ from convlab.layers import SqueezeExcitation
 from convlab.models import efficientnet
 from convlab.models.efficientnet import (
     EFFICIENTNET_B0,
+    EFFICIENTNET_PARAMS,
     EFFICIENTNET_VARIANTS,
     NATIVE_RESOLUTION,
     MBConv,
@@ -22,25 +23,18 @@ from convlab.models.efficientnet import (
 )
 from tests.conftest import count_params
 
-# Parameter counts of torchvision's models with weights=None and 1000 classes.
-RECORDED_PARAMS = {
-    "efficientnet_b0": 5_288_548,
-    "efficientnet_b1": 7_794_184,
-    "efficientnet_b2": 9_109_994,
-    "efficientnet_b3": 12_233_232,
-    "efficientnet_b4": 19_341_616,
-    "efficientnet_b5": 30_389_784,
-    "efficientnet_b6": 43_040_704,
-    "efficientnet_b7": 66_347_960,
-}
-NAMES = list(RECORDED_PARAMS)
+NAMES = list(EFFICIENTNET_PARAMS)  # one entry per factory
+
+
+def test_every_variant_has_a_size():
+    assert list(EFFICIENTNET_VARIANTS) == NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_torchvision_parity_and_recorded_params(name, parity):
     ours = getattr(efficientnet, name)()
-    assert count_params(ours) == RECORDED_PARAMS[name]
     reference = getattr(tvm, name)(weights=None)
+    assert count_params(ours) == count_params(reference) == EFFICIENTNET_PARAMS[name]
     parity(ours, reference, input_size=(64, 64), batch=1)
 
 
@@ -84,8 +78,9 @@ def test_compound_scaling():
     depth, width, resolution = compound_scaling(1)
     assert (depth, width) == pytest.approx((1.2, 1.1))
     assert resolution == pytest.approx(257.6)
-    # alpha * beta^2 * gamma^2 ~ 2, so FLOPs ~ 2^phi.
-    assert 1.2 * 1.1**2 * 1.15**2 == pytest.approx(2.0, abs=0.1)
+    # Section 3.3: the bases satisfy alpha * beta^2 * gamma^2 ~ 2, so FLOPs grow by ~ 2^phi.
+    d, w, r = compound_scaling(1)
+    assert d * w**2 * (r / 224) ** 2 == pytest.approx(2.0, abs=0.1)
     d, w, r = compound_scaling(3)
     assert d * w**2 * (r / 224) ** 2 == pytest.approx(1.92027**3, rel=1e-4)
     assert compound_scaling(2, alpha=1.0, beta=1.0, gamma=2.0).resolution == pytest.approx(896)
@@ -101,6 +96,12 @@ def test_scaling_table_departs_from_the_formula():
     b1 = rows[1]
     assert (b1.official_depth, b1.formula_depth) == pytest.approx((1.1, 1.2))
     assert (b1.official_width, b1.formula_width) == pytest.approx((1.0, 1.1))
+    # Eq. 3's FLOPs factor is (1.2 * 1.1^2 * 1.15^2)^phi = 1.92027^phi (Section 4's bases).
+    assert [row.formula_flops for row in rows] == pytest.approx(
+        [1.92027**phi for phi in range(8)], rel=1e-5
+    )
+    # B3 by hand: depth 1.4, width 1.2, 300 px: 1.4 * 1.44 * (300 / 224)^2 = 3.6161.
+    assert rows[3].official_flops == pytest.approx(3.6161, rel=1e-4)
     # The official variants are cheaper than Eq. 3 with phi = index, for every phi > 0.
     assert all(row.official_flops < row.formula_flops for row in rows[1:])
     b7 = rows[7]

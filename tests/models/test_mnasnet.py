@@ -13,24 +13,20 @@ from torch.utils.flop_counter import FlopCounterMode
 from convlab.layers import SqueezeExcitation
 from convlab.models import mnasnet
 from convlab.models.efficientnet import MBConv
-from convlab.models.mnasnet import MNASNET_A1, reward
+from convlab.models.mnasnet import MNASNET_A1, MNASNET_PARAMS, reward
 from tests.conftest import count_params
-
-# Parameter counts of torchvision's models with weights=None and 1000 classes.
-RECORDED_PARAMS = {"mnasnet0_5": 2_218_512, "mnasnet1_0": 4_383_312}
 
 # MnasNet-A1: the paper reports 3.9M parameters and 312M multiply-adds (Table 1).
 PAPER_A1_PARAMS = 3.9e6
 PAPER_A1_MACS = 312e6
-A1_PARAMS = 3_887_038  # ours, SE squeeze = max(1, int(0.25 * block input channels))
 A1_TOLERANCE = 0.01  # relative; the paper rounds to 0.1M (our count is 0.33% below)
 
 
-@pytest.mark.parametrize("name", list(RECORDED_PARAMS))
+@pytest.mark.parametrize("name", ["mnasnet0_5", "mnasnet1_0"])
 def test_torchvision_parity_and_recorded_params(name, parity):
     ours = getattr(mnasnet, name)()
-    assert count_params(ours) == RECORDED_PARAMS[name]
     reference = getattr(tvm, name)(weights=None)
+    assert count_params(ours) == count_params(reference) == MNASNET_PARAMS[name]
     parity(ours, reference, input_size=(64, 64), batch=2)
 
 
@@ -44,7 +40,7 @@ def test_torchvision_layout_has_no_se_and_its_batch_norm_momentum():
 
 def test_a1_parameter_count_matches_paper():
     n = count_params(mnasnet.mnasnet_a1())
-    assert n == A1_PARAMS
+    assert n == MNASNET_PARAMS["mnasnet_a1"]  # SE squeeze = max(1, int(0.25 * block input))
     assert abs(n - PAPER_A1_PARAMS) / PAPER_A1_PARAMS < A1_TOLERANCE
 
 

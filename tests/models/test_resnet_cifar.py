@@ -13,6 +13,7 @@ from torch import nn
 from convlab.models import resnet_cifar as rc
 from convlab.models.resnet import BasicBlock
 from convlab.models.resnet_cifar import (
+    CIFAR_PARAMS,
     ORDERS,
     PlainBlock,
     PreActBlock,
@@ -71,7 +72,7 @@ def preact_params(n: int, bottleneck: bool, num_classes: int = 10) -> tuple[int,
 
 def test_resnet20_has_the_papers_027m() -> None:
     model = rc.resnet20()
-    assert count_params(model) == cifar_params(3) == 269_722
+    assert count_params(model) == cifar_params(3) == CIFAR_PARAMS["resnet20"]
     assert f"{count_params(model) / 1e6:.2f}" == "0.27"
     assert count_params(rc.plain20()) == count_params(model)  # option A adds no parameters
 
@@ -80,7 +81,7 @@ def test_resnet20_has_the_papers_027m() -> None:
 def test_cifar_param_counts(depth: int) -> None:
     n = (depth - 2) // 6
     count = count_params(getattr(rc, f"resnet{depth}")())
-    assert count == cifar_params(n)
+    assert count == cifar_params(n) == CIFAR_PARAMS[f"resnet{depth}"]
     paper = CIFAR_DEPTHS[depth]
     decimals = len(paper.split(".")[1])
     assert f"{count / 1e6:.{decimals}f}" == paper
@@ -186,12 +187,12 @@ def test_bad_options_are_refused() -> None:
 def test_preact_164_and_1001_sizes() -> None:
     count164 = count_params(rc.preact_resnet164())
     total, norms = preact_params(18, bottleneck=True)
-    assert count164 == total == 1_703_258
+    assert count164 == total == CIFAR_PARAMS["preact_resnet164"]
     assert f"{count164 / 1e6:.1f}" == f"{(count164 - norms) / 1e6:.1f}" == "1.7"
 
     count1001 = count_params(rc.preact_resnet1001())
     total, norms = preact_params(111, bottleneck=True)
-    assert count1001 == total == 10_327_706
+    assert count1001 == total == CIFAR_PARAMS["preact_resnet1001"]
     # the paper's 10.2M is the count without batch norm's gamma and beta
     assert f"{(count1001 - norms) / 1e6:.1f}" == "10.2"
 
