@@ -1204,3 +1204,99 @@ def test_removing_registry_entries_is_refused() -> None:
     with pytest.raises(CheckError) as error:  # with the entries back, the check runs again
         check_own_implementation(DynamicBorrow(4, 4), inputs=(2, 4, 5, 5))
     assert "running it called convlab.models.resnet.BasicBlock" in message(error)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading students' code the same way on every Python, and refusing clearly on an unknown torch.
+
+block = vgg_block  # a notebook's global that happens to name a reference function
+vgg_models = convlab.models.vgg
+
+
+class ReadsItsOwnAttribute(nn.Module):
+    """Its local variable `block` shares the global's name: a local, not the reference."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+
+    def forward(self, x: Tensor) -> Tensor:
+        block = self.block
+        return block(x)
+
+
+class CallsTheGlobal(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = block(1, 3, 4)
+
+
+def test_names_are_classified_by_the_source_not_by_opcodes() -> None:
+    """Python's symbol table tells a local from a global: bytecode opcodes differ per Python."""
+    check_own_implementation(ReadsItsOwnAttribute(), inputs=(1, 3, 4, 4))
+    with pytest.raises(CheckError) as error:
+        check_own_implementation(CallsTheGlobal)
+    assert "uses convlab.models.vgg.vgg_block (through the name `block`)" in message(error)
+
+
+def test_code_without_source_is_read_strictly() -> None:
+    """Without its source (made by exec), every name the code looks up counts as a global."""
+    namespace = {"nn": nn, "block": vgg_block}
+    source = (
+        "class NoSource(nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        block = self.block\n"
+        "        return block(x)\n"
+    )
+    exec(compile(source, "<no file>", "exec"), namespace)
+    with pytest.raises(CheckError) as error:
+        check_own_implementation(namespace["NoSource"])
+    assert "through the name `block`" in message(error)
+
+
+class Base(nn.Module):
+    def make(self) -> nn.Module:
+        return nn.Identity()
+
+
+class BorrowsAfterSuper(Base):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(super().make(), vgg_models.vgg_block(1, 3, 4))
+
+
+def test_names_loaded_through_super_and_modules_are_seen() -> None:
+    """`super().make` loads by LOAD_SUPER_ATTR from Python 3.12 on; the names are read alike."""
+    with pytest.raises(CheckError) as error:
+        check_own_implementation(BorrowsAfterSuper)
+    assert "vgg_block (through the name `vgg_models.vgg_block`)" in message(error)
+
+
+MISSING_INTERNAL = """
+import torch
+del torch._C.{name}
+from convlab.check import CheckError, check_output_shape
+from torch import nn
+try:
+    check_output_shape(nn.Conv2d(1, 2, 3), (1, 1, 5, 5), (1, 2, 3, 3))
+except CheckError as error:
+    print(error._render_traceback_())
+"""
+
+
+@pytest.mark.parametrize("name", ["_len_torch_function_stack", "DisableTorchFunctionSubclass"])
+def test_a_torch_without_an_internal_gets_a_one_line_reason(name: str) -> None:
+    """A torch that renamed an internal: importing works, and each check names what is missing."""
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, "-c", MISSING_INTERNAL.format(name=name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    (line,) = eval(run.stdout)  # one line, no traceback through convlab's internals
+    assert f"this torch lacks torch._C.{name}" in line
+    assert f"torch {torch.__version__}, Python {sys.version.split()[0]}" in line
+    assert line.startswith("CheckError: The checks cannot run with")

@@ -30,10 +30,12 @@ import convlab.layers
 import convlab.models  # imports every model family, so the snapshot below sees them all
 from convlab.check._messages import CheckError
 from convlab.check._originals import (
+    _MISSING_INTERNALS,
     _PRE_IMPORT_PROBLEMS,
     _all,
     _any,
     _bool,
+    _cannot_run,
     _dict,
     _dict_items,
     _float,
@@ -254,7 +256,13 @@ def _replaced_own_names() -> list[str]:
 
 
 def _verify_environment() -> None:
-    """Refuse to grade when something the reference computes with has been replaced."""
+    """Refuse to grade when something the reference computes with has been replaced.
+
+    First, when this torch lacks an internal the checks rely on, raise the one-line error that
+    names it and the versions (the set-up is at fault, not the student's code).
+    """
+    if _MISSING_INTERNALS:
+        _cannot_run()
     problems = [
         f"{name} was replaced before convlab.check was imported" for name in _PRE_IMPORT_PROBLEMS
     ]

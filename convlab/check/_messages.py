@@ -19,6 +19,20 @@ class CheckError(AssertionError):
 CheckError.__module__ = "convlab.check"  # where students import it from, and tracebacks name it
 
 
+class _CannotRun(CheckError):
+    """The checks cannot run with this torch or Python: the message names what is missing.
+
+    The cause is the set-up, not the student's code, so a notebook shows the message alone, one
+    line, without the traceback through convlab's internals (IPython's ``_render_traceback_``).
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"CheckError: {self}"]
+
+
+_CannotRun.__module__ = "convlab.check"
+
+
 def _fmt_shape(shape: Sequence[int]) -> str:
     dims = [_str(_int(d)) for d in shape]
     return "(" + ", ".join(dims) + ("," if _len(dims) == 1 else "") + ")"

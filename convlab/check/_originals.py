@@ -4,17 +4,24 @@ Builtins (``type``, ``isinstance``, ``len``, ``abs``, ...), torch functions, and
 methods taken as unbound C methods of ``torch._C.TensorBase`` (an immutable type), so replacing
 ``torch.allclose``, ``torch.Tensor.__eq__`` or ``builtins.abs`` later changes nothing in the
 checks. A builtin or torch function that is already not the genuine one at import is noted in
-:data:`_PRE_IMPORT_PROBLEMS`, and every check then refuses to run. This module is imported first
-of the package: nothing else of it runs before these copies exist.
+:data:`_PRE_IMPORT_PROBLEMS`, and every check then refuses to run. A torch internal that this
+version of torch lacks is noted in :data:`_MISSING_INTERNALS` and replaced by a stand-in that
+raises :func:`_cannot_run`'s one-line error, so that importing the package never fails and every
+check says why it cannot run. This module is imported first of the package: nothing else of it
+runs before these copies exist.
 """
 
 from __future__ import annotations
 
+import ast
 import builtins
 import copy
-import dis
+import inspect
 import math
+import platform
+import symtable
 import sys
+import textwrap
 from typing import Any
 
 import torch
@@ -81,15 +88,61 @@ _math_isfinite = math.isfinite
 _deepcopy = copy.deepcopy
 _getprofile = sys.getprofile
 _setprofile = sys.setprofile
-_get_instructions = dis.get_instructions
+_ast_parse = ast.parse
+_ast_walk = ast.walk
+_AST_NAME = ast.Name
+_AST_ATTRIBUTE = ast.Attribute
+_AST_IMPORT = ast.Import
+_AST_IMPORT_FROM = ast.ImportFrom
+_getsource = inspect.getsource
+_symtable = symtable.symtable
+_dedent = textwrap.dedent
 
-_TensorBase = torch._C.TensorBase
+# Torch internals (not public API) that a torch release may rename or drop: each missing one is
+# noted here, with the versions, and every check then refuses to run with a one-line reason.
+_MISSING_INTERNALS: list[str] = []
+_ABSENT = object()
+
+
+def _versions() -> str:
+    return f"torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def _cannot_run_message() -> str:
+    names = ", ".join(_MISSING_INTERNALS)
+    return (
+        f"The checks cannot run with {_versions()}: this torch lacks {names}, which they rely "
+        "on. Tell your instructor, or install a torch that convlab supports (its README's "
+        "Supported versions)."
+    )
+
+
+def _cannot_run(*args: object, **kwargs: object) -> Any:
+    from convlab.check._messages import _CannotRun  # imported late: _messages imports this
+
+    raise _CannotRun(_cannot_run_message())
+
+
+def _internal(path: str, kind: str = "function") -> Any:
+    """``torch.<path>``, or a stand-in that refuses to work when this torch lacks it."""
+    value: Any = torch
+    for part in path.split(".")[1:]:
+        value = getattr(value, part, _ABSENT)
+        if value is _ABSENT:
+            _MISSING_INTERNALS.append(path)
+            if kind == "class":  # isinstance() against it is False; making one refuses
+                return _type(path.rpartition(".")[2], (), {"__init__": _cannot_run})
+            return _cannot_run
+    return value
+
+
+_TensorBase = _internal("torch._C.TensorBase", "class")
 _Tensor = torch.Tensor
 _Parameter = nn.Parameter
 _Module = nn.Module
-_Uninitialized = nn.parameter.UninitializedTensorMixin
-_BatchNorm = nn.modules.batchnorm._BatchNorm
-_ConvNd = nn.modules.conv._ConvNd
+_Uninitialized = _internal("torch.nn.parameter.UninitializedTensorMixin", "class")
+_BatchNorm = _internal("torch.nn.modules.batchnorm._BatchNorm", "class")
+_ConvNd = _internal("torch.nn.modules.conv._ConvNd", "class")
 _Linear = nn.Linear
 _Generator = torch.Generator
 _Size = torch.Size
@@ -108,16 +161,27 @@ _PRE_IMPORT_PROBLEMS += [
     for name, f in (("torch.randn", _randn), ("torch.rand", _rand))
     if _type(f) is not _BUILTIN_FUNCTION
 ]
-_DisableTorchFunctionSubclass = torch._C.DisableTorchFunctionSubclass
-_len_torch_function_stack = torch._C._len_torch_function_stack
-_len_torch_dispatch_stack = torch._C._len_torch_dispatch_stack
+_DisableTorchFunctionSubclass = _internal("torch._C.DisableTorchFunctionSubclass", "class")
+_len_torch_function_stack = _internal("torch._C._len_torch_function_stack")
+_len_torch_dispatch_stack = _internal("torch._C._len_torch_dispatch_stack")
 _register_forward_hook = _Module.register_forward_hook
 _register_forward_pre_hook = _Module.register_forward_pre_hook
 _module_to = _Module.to
 
 
 def _tensor_method(name: str) -> Any:
-    return _TensorBase.__dict__[name]  # C methods of an immutable type: cannot be replaced
+    """A C method of ``torch._C.TensorBase`` (an immutable type: it cannot be replaced)."""
+    method = _TensorBase.__dict__.get(name, _ABSENT)
+    if method is _ABSENT:
+        _MISSING_INTERNALS.append(f"torch._C.TensorBase.{name}")
+        return _cannot_run
+    return method
+
+
+def _tensor_property(name: str) -> Any:
+    """The getter of a property of ``torch._C.TensorBase`` (``shape``, ``dtype`` ...)."""
+    prop = _tensor_method(name)
+    return _cannot_run if prop is _cannot_run else prop.__get__
 
 
 _t_detach = _tensor_method("detach")
@@ -142,10 +206,10 @@ _t_requires_grad_ = _tensor_method("requires_grad_")
 _t_nan_to_num = _tensor_method("nan_to_num")
 _t_is_floating_point = _tensor_method("is_floating_point")
 _t_getitem = _tensor_method("__getitem__")
-_t_shape = _tensor_method("shape").__get__
-_t_dtype = _tensor_method("dtype").__get__
-_t_device = _tensor_method("device").__get__
-_t_requires_grad = _tensor_method("requires_grad").__get__
-_t_is_nested = _tensor_method("is_nested").__get__
-_t_layout = _tensor_method("layout").__get__
+_t_shape = _tensor_property("shape")
+_t_dtype = _tensor_property("dtype")
+_t_device = _tensor_property("device")
+_t_requires_grad = _tensor_property("requires_grad")
+_t_is_nested = _tensor_property("is_nested")
+_t_layout = _tensor_property("layout")
 _strided = torch.strided

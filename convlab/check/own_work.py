@@ -3,7 +3,7 @@
 An answer gets no credit when it is, derives from, wraps, refers to or, while it runs, calls
 reference code (:mod:`convlab.check._registry` says what that is) or what the exercise forbids.
 The static part reads the answer's classes, attributes, and the global names, closures and
-default arguments its functions' bytecode uses; the dynamic part runs it under the tracer of
+default arguments its functions use (their code objects' names, classified by their source); the dynamic part runs it under the tracer of
 :mod:`convlab.check._trace`.
 """
 
@@ -21,14 +21,20 @@ from convlab.check._guard import _verify_environment
 from convlab.check._messages import CheckError, _describe
 from convlab.check._modules import _device_of, _is_module, _walk
 from convlab.check._originals import (
+    _AST_ATTRIBUTE,
+    _AST_IMPORT,
+    _AST_IMPORT_FROM,
     _BUILTIN_FUNCTION,
+    _ast_parse,
+    _ast_walk,
+    _dedent,
     _dict,
     _dict_items,
     _enumerate,
     _float32,
     _get_attribute,
-    _get_instructions,
     _getattr,
+    _getsource,
     _id,
     _isinstance,
     _len,
@@ -41,6 +47,7 @@ from convlab.check._originals import (
     _set,
     _sorted,
     _str,
+    _symtable,
     _tuple,
     _type,
     _vars,
@@ -140,16 +147,63 @@ def _policy(allowed: Iterable[object], forbidden: Iterable[object]) -> _Policy:
     )
 
 
-def _names_used(code: CodeType) -> tuple[set[str], set[str]]:
-    """Global names and attribute or import names the bytecode of ``code`` (nested too) uses."""
+def _source_names(function: FunctionType) -> tuple[set[str], set[str]] | None:
+    """Names that ``function``'s source reads as globals and as attributes.
+
+    Globals are the names Python's symbol table (``symtable``) resolves as global in the
+    function or in any function, class or comprehension inside it, and the modules it imports;
+    attributes are ``ast.Attribute`` names, the names ``from m import n`` takes, and the parts of
+    a dotted ``import``. None when the source cannot be found or parsed (code made by ``exec``,
+    a lambda inside an expression).
+    """
+    try:
+        source = _dedent(_getsource(function))
+        tree = _ast_parse(source)
+        table = _symtable(source, "<answer>", "exec")
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return None
     global_names: set[str] = _set()
-    attribute_names: set[str] = _set()
-    for nested in _code_objects(code):
-        for instruction in _get_instructions(nested):
-            if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME", "IMPORT_NAME"):
-                global_names.add(_str(instruction.argval))
-            elif instruction.opname in ("LOAD_ATTR", "LOAD_METHOD", "IMPORT_FROM"):
-                attribute_names.add(_str(instruction.argval))
+    attributes: set[str] = _set()
+    tables = _list(table.get_children())  # the module level itself is not the function's code
+    while tables:
+        scope = tables.pop()
+        global_names.update(
+            symbol.get_name() for symbol in scope.get_symbols() if symbol.is_global()
+        )
+        tables.extend(scope.get_children())
+    for node in _ast_walk(tree):
+        if _isinstance(node, _AST_ATTRIBUTE):
+            attributes.add(node.attr)
+        elif _isinstance(node, _AST_IMPORT):
+            for alias in node.names:
+                global_names.add(alias.name)
+                attributes.update(alias.name.split("."))
+        elif _isinstance(node, _AST_IMPORT_FROM):
+            global_names.add(node.module or "")
+            attributes.update(alias.name for alias in node.names)
+    return global_names, attributes
+
+
+def _names_used(function: FunctionType) -> tuple[set[str], set[str]]:
+    """Global names and attribute or import names ``function`` (nested code too) uses.
+
+    What a code object looks up by name is ``co_names``, the same on every Python (no opcode is
+    read: they change between versions, ``LOAD_METHOD`` and ``LOAD_SUPER_ATTR`` among them). The
+    source, read with ``symtable`` and ``ast``, says which of those names are globals and which
+    attributes (a local variable that shares an attribute's name is neither).
+    A name the source does not account for (source edited since, or not found) counts as both,
+    so that a missing or altered source can only make the check stricter, never blind.
+    """
+    names: set[str] = _set()
+    for nested in _code_objects(function.__code__):
+        names.update(_str(name) for name in nested.co_names)
+    parsed = _source_names(function)
+    if parsed is None:
+        return names, _set(names)
+    globals_read, attributes = parsed
+    unexplained = {name for name in names if name not in globals_read and name not in attributes}
+    global_names = {name for name in names if name in globals_read} | unexplained
+    attribute_names = {name for name in names if name in attributes} | unexplained
     return global_names, attribute_names
 
 
@@ -166,7 +220,7 @@ def _function_problems(function: FunctionType, owner: str, policy: _Policy) -> l
     """
     if _is_library_code(function):
         return []
-    global_names, attribute_names = _names_used(function.__code__)
+    global_names, attribute_names = _names_used(function)
     namespace = function.__globals__
     found: list[tuple[str, object]] = []
     for name in _sorted(global_names):
