@@ -221,7 +221,7 @@ def fit(
             _check_config(state, config, path)
             if state.get("format", 1) == 1 and world.main:
                 _announce_format_1(path, world)
-            model.load_state_dict(state["model"])
+            _load_weights(model, state["model"], path)
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
@@ -348,7 +348,7 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module | None = None
     if state is None:
         raise CheckpointError(f"no checkpoint at {os.fspath(path)}")
     if model is not None:
-        model.load_state_dict(state["model"])
+        _load_weights(model, state["model"], Path(path))
     return state
 
 
@@ -598,6 +598,42 @@ def _write_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _load_weights(model: nn.Module, weights: dict[str, Any], path: Path) -> None:
+    """Load a checkpoint's weights, or say in plain words how its network differs from ``model``.
+
+    The usual cause is a notebook whose network was changed (or its cell run with other
+    arguments) after the checkpoint was written: the student must either rebuild the network
+    that made it or start its training over.
+    """
+    own = model.state_dict()
+    missing = [key for key in own if key not in weights]
+    unexpected = [key for key in weights if key not in own]
+    reshaped = [
+        f"`{key}` is {tuple(weights[key].shape)} there, {tuple(own[key].shape)} in your model"
+        for key in own
+        if key in weights
+        and isinstance(weights[key], torch.Tensor)
+        and weights[key].shape != own[key].shape
+    ]
+    if not (missing or unexpected or reshaped):
+        model.load_state_dict(weights)
+        return
+    differences = []
+    if missing:
+        differences.append(
+            f"{len(missing)} of your model's tensors are not in it (`{missing[0]}`...)"
+        )
+    if unexpected:
+        differences.append(f"it holds {len(unexpected)} your model lacks (`{unexpected[0]}`...)")
+    if reshaped:
+        differences.append(f"{len(reshaped)} differ in shape ({reshaped[0]})")
+    raise CheckpointError(
+        f"{path.name} was written by a different network than the model given: "
+        f"{'; '.join(differences)}. Build the network exactly as when it was trained, or delete "
+        f"{path.name} (and {_previous(path).name}) to train this network from the start"
+    )
+
+
 def _read(path: Path) -> dict[str, Any]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if (
@@ -723,7 +759,7 @@ def _load_finished(
             f"{path.name} holds {state['epoch']} of {epochs} epochs: finish training "
             "(run the cell again to resume) and hand in the finished checkpoint"
         )
-    model.load_state_dict(state["model"])
+    _load_weights(model, state["model"], path)
     return list(state["history"])
 
 

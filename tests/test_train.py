@@ -201,6 +201,41 @@ def test_finished_checkpoint_is_not_trained_again(digits, tmp_path):
         assert torch.equal(model.state_dict()[key], value)
 
 
+def test_a_model_that_differs_from_its_checkpoint_gets_one_clear_error(digits, tmp_path, request):
+    """A network changed after training (a cell re-run with other arguments): say so, plainly."""
+    path = tmp_path / "run.pt"
+    fit(small_net(), digits, 1, checkpoint=path, progress=False)
+    wider = small_net()
+    wider[0] = nn.Conv2d(1, 24, 3, padding=1, bias=False)  # 24 channels where 16 were trained
+    fewer = nn.Sequential(
+        *list(small_net())[:4], nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)
+    )
+    calls = [
+        lambda model: fit(model, digits, 1, checkpoint=path, progress=False),  # run again
+        lambda model: load_checkpoint(path, model),
+    ]
+    for call in calls:
+        for model, detail in (
+            (
+                wider,
+                "differ in shape (`0.weight` is (16, 1, 3, 3) there, (24, 1, 3, 3) in your model)",
+            ),
+            (fewer, "it holds"),
+        ):
+            with pytest.raises(CheckpointError) as info:
+                call(model)
+            text = str(info.value)
+            assert "\n" not in text
+            assert text.startswith("run.pt was written by a different network than the model given")
+            assert (
+                detail in text and "delete run.pt (and run.pt.prev) to train this network" in text
+            )
+    fit(small_net(), digits, 1, checkpoint=path, progress=False)  # the right network: resumes
+    request.getfixturevalue("load_only")
+    with pytest.raises(CheckpointError, match="written by a different network"):
+        fit(wider, digits, 1, checkpoint=path, progress=False)
+
+
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(digits, tmp_path, capsys):
     path = tmp_path / "run.pt"
     fit(small_net(), digits, 2, checkpoint=path, progress=False)
