@@ -46,11 +46,13 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 # Hand-ins through a learning-management system (`nbgrader zip_collect <lab>`): put the LMS's
 # "download all submissions" zip file(s) in downloaded/<lab>/archive/. Files are named as
 # Canvas names them, <student>_[LATE_]<user id>_<file id>_<file name>, where a resubmission's
-# file name gets a -1, -2... suffix; the student id is the first field. Another LMS: change the
-# expression (it must name the groups student_id and file_id). The checkpoint (.pt) is
-# collected with the notebook.
+# file name gets a -1, -2... suffix; the student id is the first field. A student hands in
+# either the archive that lab.hand_in() writes (<lab>.zip: zip_collect unpacks it into a folder
+# named as the LMS named the archive, and the id is read from that folder's name) or the
+# notebook and checkpoint as two files. Another LMS: change the expression (it must name the
+# groups student_id and file_id). The checkpoint (.pt) is collected with the notebook.
 c.FileNameCollectorPlugin.named_regexp = (
-    r".*/(?P<student_id>[^/_]+)_(?:LATE_)?\d+_\d+_(?P<file_id>lab\d+_[a-z0-9]+)(?:-\d+)?"
-    r"\.(?:ipynb|pt)$"
+    r".*/(?P<student_id>[^/_]+)_(?:LATE_)?\d+_\d+_(?:lab\d+_[a-z0-9]+(?:-\d+)?/)?"
+    r"(?P<file_id>lab\d+_[a-z0-9]+)(?:-\d+)?\.(?:ipynb|pt)$"
 )
 c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".pt"]

@@ -179,7 +179,7 @@ def checkpoint(tmp_path_factory) -> Path:
     os.environ.clear()
     os.environ.update(wanted)
     try:
-        execute(corpus.answered(), work, timeout=600)
+        execute(corpus.answered(), work, timeout=600, save_as=f"{LAB}.ipynb")
     finally:
         os.environ.clear()
         os.environ.update(previous)
@@ -225,6 +225,36 @@ def graded_class(course, checkpoint, alone) -> list[grading.Result]:
     finally:
         os.environ.clear()
         os.environ.update(previous)
+
+
+@pytest.mark.slow
+def test_an_lms_download_of_a_hand_in_archive_and_loose_files_grades_each_student(
+    course, checkpoint
+):
+    """Canvas's "download all submissions": one student handed in the archive that the lab's
+    last cell (lab.hand_in) wrote, another the notebook and checkpoint as two files (late, a
+    resubmission, an accounting cell interrupted); zip_collect files both, and each is graded."""
+    import zipfile
+
+    archive = checkpoint.parent / f"{LAB}.zip"  # made by the answered notebook's last cell
+    assert sorted(zipfile.ZipFile(archive).namelist()) == [f"{LAB}.ipynb", f"{LAB}.pt"]
+    downloaded = course / "downloaded" / LAB / "archive"
+    downloaded.mkdir(parents=True)
+    interrupted = corpus._with_answer("vgg_accounting", "raise KeyboardInterrupt\n")
+    with zipfile.ZipFile(downloaded / "submissions.zip", "w") as lms:
+        lms.write(archive, f"archivejane_1234_5678_{LAB}.zip")
+        lms.writestr(f"loosejohn_LATE_4321_8765_{LAB}-1.ipynb", nbformat.writes(interrupted))
+        lms.write(checkpoint, f"loosejohn_LATE_4321_8766_{LAB}-1.pt")
+    nbgrader(course, "zip_collect", LAB)
+    for student in ("archivejane", "loosejohn"):
+        handed = sorted(p.name for p in (course / "submitted" / student / LAB).iterdir())
+        assert handed == [f"{LAB}.ipynb", f"{LAB}.pt"], (student, handed)
+    results = _grade(course, ["archivejane", "loosejohn"], workers=2)
+    assert (results["archivejane"].status, results["archivejane"].score) == (
+        grading.GRADED,
+        corpus.FULL,
+    )
+    assert results["loosejohn"].score == corpus.WITHOUT_ACCOUNTING
 
 
 @pytest.mark.slow

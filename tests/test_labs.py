@@ -15,6 +15,7 @@ import csv
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -105,12 +106,15 @@ def train_as_a_student(case: LabCase, course: Path, work: Path) -> Path:
     os.environ.clear()
     os.environ.update(wanted)
     try:
-        execute(notebook, work, timeout=600)
+        execute(notebook, work, timeout=600, save_as=f"{case.name}.ipynb")
     finally:
         os.environ.clear()
         os.environ.update(previous)
     checkpoint = work / f"{case.name}.pt"
     assert checkpoint.exists(), f"running {case.name} wrote no {checkpoint.name}"
+    with zipfile.ZipFile(work / f"{case.name}.zip") as handed_in:  # the last cell's archive
+        assert handed_in.read(checkpoint.name) == checkpoint.read_bytes()
+        assert handed_in.read(f"{case.name}.ipynb") == (work / f"{case.name}.ipynb").read_bytes()
     return checkpoint
 
 

@@ -56,7 +56,7 @@ def checkpoint(lab: str, notebook: nbformat.NotebookNode, folder: Path) -> Path:
     """Run the answered notebook once, as a student would, and return the checkpoint it wrote."""
     from ipc_kernel import execute  # beside this script
 
-    execute(notebook, folder, timeout=1200)
+    execute(notebook, folder, timeout=1200, save_as=f"{lab}.ipynb")
     path = folder / f"{lab}.pt"
     if not path.exists():
         sys.exit(f"running the answered {lab} wrote no {path.name}")

@@ -62,7 +62,7 @@ def run_solution(lab: str, work: Path, threads: int) -> Path:
     os.environ.clear()
     os.environ.update(full_mode_environment(threads))
     try:
-        execute(notebook, work, timeout=7200)
+        execute(notebook, work, timeout=7200, save_as=f"{lab}.ipynb")
     finally:
         os.environ.clear()
         os.environ.update(previous)

@@ -65,13 +65,17 @@ class IPCKernelManager(AsyncKernelManager):
             shutil.rmtree(self._socket_folder, ignore_errors=True)
 
 
-def execute(notebook: Any, cwd: str | Path, timeout: int, **options: Any) -> Any:
+def execute(
+    notebook: Any, cwd: str | Path, timeout: int, save_as: str | None = None, **options: Any
+) -> Any:
     """Run every cell of ``notebook`` (in place) on an IPC kernel started in ``cwd``.
 
     Args:
         notebook: an nbformat notebook.
         cwd: the kernel's working folder.
         timeout: seconds a cell may run.
+        save_as: first write the notebook there, under this name, as the file a student has
+            open (a lab's last cell packs that file to hand in).
         options: more of nbclient's ``NotebookClient`` options.
 
     Returns:
@@ -79,6 +83,10 @@ def execute(notebook: Any, cwd: str | Path, timeout: int, **options: Any) -> Any
     """
     from nbclient import NotebookClient
 
+    if save_as is not None:
+        import nbformat
+
+        nbformat.write(notebook, Path(cwd) / save_as)
     return NotebookClient(
         notebook,
         timeout=timeout,

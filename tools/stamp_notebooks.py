@@ -105,7 +105,8 @@ def lab_line(root: Path, notebook: Path, url: str, branch: str) -> str:
     link = colab_url(url, branch, notebook.relative_to(root).as_posix())
     line = (
         f"[Open in Colab]({link}) · {points:g} points, {trained:g} of them for the accuracy of "
-        f"the network you train (hand in `{notebook.stem}.pt` with the notebook)."
+        f"the network you train (its last cell packs the notebook and `{notebook.stem}.pt` into "
+        f"`{notebook.stem}.zip`, the file you hand in)."
     )
     timing = cpu_timing(root, notebook.stem)
     if timing:

@@ -30,6 +30,7 @@ from convlab.labs import (
     lab6_densenet,
     lab7_efficientnet,
 )
+from convlab.labs.handin import HandInError
 from convlab.labs.lab1_vgg import VGG_LAB_HIDDEN, VGG_LAB_STAGES
 from convlab.labs.lab2_nin import (
     NIN_LAB_DROPOUT,
@@ -118,6 +119,7 @@ __all__ = [
     "THRESHOLD_MARGIN",
     "VGG_LAB_HIDDEN",
     "VGG_LAB_STAGES",
+    "HandInError",
     "Lab",
     "LabSettings",
     "cpu_advice",

@@ -2,8 +2,9 @@
 
 Every lab of the course opens with ``lab = start("lab1_vgg")``. The lab then gives the student its
 data (:meth:`Lab.data`), trains their network with convlab's :func:`~convlab.train.fit` and a
-checkpoint named after the lab (:meth:`Lab.train`), and turns the accuracy of the trained network
-on the held-out test split into points (:meth:`Lab.accuracy_points`).
+checkpoint named after the lab (:meth:`Lab.train`), turns the accuracy of the trained network
+on the held-out test split into points (:meth:`Lab.accuracy_points`), and packs the notebook
+with its checkpoint for handing in (:meth:`Lab.hand_in`).
 
 Two modes, chosen by the environment so that the notebook's code is the same in both:
 
@@ -33,6 +34,7 @@ from convlab import data as datasets
 from convlab import train
 from convlab.data import ImageData
 from convlab.device import default_device, keep_cuda_calls_on_cpu
+from convlab.labs.handin import hand_in
 from convlab.labs.reference_runs import recorded, thresholds
 from convlab.labs.settings import DATA_ENV, QUICK_ENV, LabSettings, lab_settings
 from convlab.train import evaluate, fit
@@ -175,6 +177,28 @@ class Lab:
             f"{earned:g} of {points:g} points"
         )
         return earned
+
+    def hand_in(
+        self, model: nn.Module, notebook: str | os.PathLike[str] | None = None
+    ) -> Path | None:
+        """Check the checkpoint and pack it with this notebook into ``<lab>.zip`` to hand in.
+
+        Reads :attr:`checkpoint` as the grader will (weights only), checks that it holds the
+        whole run and fits ``model``, prints the test accuracy the grader will measure, and
+        writes the archive (on Colab: offers it as a download). Nothing happens while the
+        notebook is graded. See :func:`convlab.labs.handin.hand_in`.
+
+        Args:
+            model: the trained network.
+            notebook: the notebook's path, where it cannot be found by itself.
+
+        Returns:
+            The archive's path; None while graded.
+        """
+        if graded():
+            print("Handing in is skipped while this notebook is graded.")
+            return None
+        return hand_in(self, model, notebook)
 
 
 def cpu_advice(lab: str) -> str:
