@@ -539,7 +539,7 @@ def digits(
     Returns:
         The data set; 1,437 training and 360 test images at the default ``test_fraction``.
     """
-    from sklearn.datasets import load_digits  # here: scikit-learn is an optional dependency
+    from sklearn.datasets import load_digits  # imported here: it takes a second
     from sklearn.model_selection import train_test_split
 
     bunch = load_digits()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import json
+import os
+import re
+import shlex
 import subprocess
 import sys
 import venv
@@ -12,6 +16,7 @@ from pathlib import Path
 import pytest
 import tomllib
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -24,6 +29,7 @@ COLAB = {
     "numpy": ["1.26.4", "2.0.2"],
     "matplotlib": ["3.10.0"],
     "tqdm": ["4.67.1"],
+    "scikit-learn": ["1.6.1"],
 }
 
 
@@ -34,6 +40,27 @@ def test_runtime_requirements_are_ranges_that_colab_satisfies():
         assert "==" not in str(spec), f"{name} is pinned ({spec}); use a range"
         for version in versions:
             assert spec.contains(version), f"{name} {version} (Colab) is outside {spec}"
+
+
+def _makefile_pair(name: str) -> dict[str, str]:
+    line = next(
+        line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith(name)
+    )
+    pins = [Requirement(item) for item in line.split(":=", 1)[1].split()]
+    return {r.name: str(r.specifier).removeprefix("==") for r in pins if "==" in str(r.specifier)}
+
+
+def test_the_declared_torch_range_is_the_tested_one():
+    """The compatibility suite's pairs are the ends of the range: nothing untested is admitted."""
+    oldest, newest = _makefile_pair("COMPAT_OLDEST"), _makefile_pair("COMPAT_NEWEST")
+    for name in ("torch", "torchvision"):
+        spec = RUNTIME[name].specifier
+        assert spec.contains(oldest[name]) and spec.contains(newest[name]), (name, spec)
+        lower = next(s.version for s in spec if s.operator == ">=")
+        assert oldest[name].startswith(lower), f"{name}'s lower bound {lower} is not tested"
+        upper = next(s.version for s in spec if s.operator == "<")
+        major, minor = (int(part) for part in newest[name].split(".")[:2])
+        assert upper == f"{major}.{minor + 1}", f"{name} admits releases after {newest[name]}"
 
 
 def test_extras_pin_the_book_and_grading_tools():
@@ -114,3 +141,102 @@ def test_installing_into_an_older_torch_changes_no_torch_torchvision_or_numpy(tm
     }
     assert "convlab" in planned
     assert not planned & {"torch", "torchvision", "numpy"}, sorted(planned)
+
+
+def _closure(names: list[str]) -> list[importlib.metadata.Distribution]:
+    """These distributions of this environment and everything they require, recursively."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    todo = list(names)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in found:
+            continue
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # an optional requirement this environment does not have
+        found[name] = dist
+        for line in dist.requires or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return list(found.values())
+
+
+def _lend(names: list[str], folder: Path) -> None:
+    """Make ``folder`` hold these distributions (links to this environment's copies)."""
+    folder.mkdir()
+    for dist in _closure(names):
+        for file in dist.files or []:
+            top = file.parts[0]
+            if top.endswith(".pth") or top in ("..", "__pycache__") or "/bin/" in str(file):
+                continue
+            source = Path(dist.locate_file(top))
+            if source.exists() and not (folder / top).exists():
+                (folder / top).symlink_to(source)
+
+
+QUICK_LAB = """
+import sys
+from convlab import labs
+
+lab = labs.start("lab3_batchnorm")
+model, data, _ = labs.reference_start("lab3_batchnorm", quick=True, seed=0)
+lab.train(model, progress=False, plot=False)
+low, high = lab.thresholds()
+points = lab.accuracy_points(model, 3, low, high)
+assert points == 3, points
+lab.hand_in(model, notebook=sys.argv[1])
+import torch, sklearn
+print("TORCH_FROM", torch.__file__)
+"""
+
+
+@pytest.mark.slow
+def test_the_install_cell_alone_sets_up_a_quick_lab_beside_the_students_torch(tmp_path):
+    """A clean environment (no system site packages) that has torch, torchvision and numpy, as
+    Colab has: the notebooks' install cell, pointed at a wheel of this repository instead of the
+    public one, installs convlab without touching torch, and a quick-mode lab then runs."""
+    env = tmp_path / "env"
+    venv.create(env, with_pip=True, system_site_packages=False)
+    python = str(env / "bin" / "python")
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    outside = tmp_path / "students-torch"
+    _lend(["torch", "torchvision", "numpy"], outside)
+    (Path(site) / "students_torch.pth").write_text(f"{outside}\n")
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(ROOT)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = wheels.glob("convlab-*.whl")
+    notebook = json.loads((ROOT / "labs" / "lab3_batchnorm" / "lab3_batchnorm.ipynb").read_text())
+    cell = next(
+        "".join(c["source"])
+        for c in notebook["cells"]
+        if "install-convlab" in c["metadata"].get("tags", [])
+    )
+    (line,) = [line.strip() for line in cell.splitlines() if line.strip().startswith("%pip ")]
+    repository = re.search(r'"convlab @ (git\+\S+)"', line).group(1)
+    arguments = shlex.split(line.removeprefix("%pip ").replace(repository, wheel.as_uri()))
+    installed = subprocess.run(
+        [python, "-m", "pip", *arguments], capture_output=True, text=True, timeout=900
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    own = {p.name.split("-")[0].lower() for p in Path(site).glob("*.dist-info")}
+    assert "convlab" in own and "scikit_learn" in own
+    assert not own & {"torch", "torchvision", "numpy"}, sorted(own)
+    ran = subprocess.run(
+        [python, "-c", QUICK_LAB, str(ROOT / "labs" / "lab3_batchnorm" / "lab3_batchnorm.ipynb")],
+        cwd=tmp_path,
+        env={**os.environ, "CONVLAB_QUICK": "1", "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert f"TORCH_FROM {outside}" in ran.stdout, ran.stdout
+    assert "3 of 3 points" in ran.stdout and (tmp_path / "lab3_batchnorm.zip").exists()
