@@ -5,8 +5,11 @@
 #   VENV    where the environment lives (default .venv; an existing environment is reused)
 #   TORCH   the PyTorch pair to install first; set it to the CPU or CUDA wheel index of your
 #           machine, or to nothing when torch is already installed (see the README)
+#   COMPAT  set to nothing (make test COMPAT=) to leave out the compatibility suite
+#   FULL    FULL=1: the compatibility suite trains all seven labs, not one (before a release)
 
 PYTHON ?= python3
+COMPAT ?= 1
 VENV ?= .venv
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
@@ -15,7 +18,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 MATHJAX := book/_static/mathjax/tex-chtml.js
 
-.PHONY: book test install stamp publish clean system-data system-test
+.PHONY: book test test-compat compat-install install stamp publish clean system-data system-test
 
 book: $(STAMP) $(MATHJAX)
 	$(BIN)/python tools/execute_book.py
@@ -23,9 +26,32 @@ book: $(STAMP) $(MATHJAX)
 	@echo "The book is in _build/html/index.html"
 
 test: $(STAMP) $(MATHJAX) system-test
+	$(if $(strip $(COMPAT)),$(MAKE) --no-print-directory compat-install)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -n 2
+	$(if $(strip $(COMPAT)),$(MAKE) --no-print-directory test-compat)
+
+# The compatibility suite (tools/compat.py) on the PyTorch pairs convlab supports besides the main
+# one: the oldest it admits and the newest release, each in its own environment under .compat/
+# (made on first use). FULL=1 trains all seven labs there, not one. A newer torch is a new piece
+# of work: add its pair here and run the suite, never a silent upgrade. PIP_CONSTRAINT=/dev/null
+# lifts a machine's pip cap (a constraints file) for the newest pair's install only.
+COMPAT_OLDEST := torch==2.4.1 torchvision==0.19.1 numpy<2
+COMPAT_NEWEST := torch==2.15.0 torchvision==0.29.2
+
+test-compat: $(STAMP)
+	$(BIN)/python tools/compat.py .compat/oldest --torch "$(COMPAT_OLDEST)" $(if $(FULL),--full)
+	PIP_CONSTRAINT=/dev/null $(BIN)/python tools/compat.py .compat/newest --torch "$(COMPAT_NEWEST)" $(if $(FULL),--full)
+
+# Both environments' installs (mostly downloads), started in the background so that they overlap
+# the main tests; test-compat waits for each (a lock) and installs it itself if this one failed.
+compat-install: $(STAMP)
+	mkdir -p .compat
+	( $(BIN)/python tools/compat.py .compat/oldest --torch "$(COMPAT_OLDEST)" --install-only; \
+	  PIP_CONSTRAINT=/dev/null $(BIN)/python tools/compat.py .compat/newest --torch "$(COMPAT_NEWEST)" --install-only \
+	) > .compat/install.log 2>&1 &
+	@echo "Installing the compatibility suite's environments in the background (.compat/install.log)"
 
 install: $(STAMP) system-data
 

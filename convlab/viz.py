@@ -191,7 +191,7 @@ def feature_maps(
         if index < maps.shape[0]:
             channel = maps[index]
             low, high = channel.min(), channel.max()
-            ax.imshow((channel - low) / (high - low + 1e-12), cmap="gray")
+            ax.imshow(((channel - low) / (high - low + 1e-12)).numpy(), cmap="gray")
             ax.set_title(str(index), fontsize=7)
     if title:
         figure.suptitle(title)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import venv
@@ -207,9 +208,15 @@ def test_the_install_cell_alone_sets_up_a_quick_lab_beside_the_students_torch(tm
     outside = tmp_path / "students-torch"
     _lend(["torch", "torchvision", "numpy"], outside)
     (Path(site) / "students_torch.pth").write_text(f"{outside}\n")
+    source = tmp_path / "source"  # a copy: building in the repository would write into it
+    shutil.copytree(
+        ROOT / "convlab", source / "convlab", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(source)],
         check=True, capture_output=True,
     )  # fmt: skip
     (wheel,) = wheels.glob("convlab-*.whl")
