@@ -20,6 +20,7 @@ from torch import nn
 
 from convlab import labs
 from convlab.labs import HandInError
+from convlab.train import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = "lab1_vgg"
@@ -168,3 +169,18 @@ def test_when_colab_does_not_answer_it_names_the_two_files(lab, trained, colab):
         lab.hand_in(model_like(trained))
     assert str(info.value).startswith("Colab did not send this notebook; hand in two files")
     assert "Files pane" in str(info.value)
+
+
+def test_running_the_training_cell_again_or_out_of_order_loads_instead_of_training(lab, trained):
+    """Twice, or after re-running the cell that builds the network: the same weights, no step."""
+    first = model_like(trained)
+    history = lab.train(first, progress=False, plot=False)
+    assert len(history) == lab.epochs
+    for attempt in (first, model_like(trained)):  # the same model again, then a rebuilt one
+        attempt.register_forward_hook(lambda *args: pytest.fail("the finished run trained again"))
+        assert lab.train(attempt, progress=False, plot=False) == history
+        for key, value in trained[1].state_dict().items():
+            assert torch.equal(attempt.state_dict()[key], value)
+    other = nn.Sequential(nn.Flatten(), nn.Linear(256, 10))  # the network cell changed since
+    with pytest.raises(CheckpointError, match="written by a different network than the model"):
+        lab.train(other, progress=False, plot=False)
