@@ -233,7 +233,8 @@ def test_an_lms_download_of_a_hand_in_archive_and_loose_files_grades_each_studen
 ):
     """Canvas's "download all submissions": one student handed in the archive that the lab's
     last cell (lab.hand_in) wrote, another the notebook and checkpoint as two files (late, a
-    resubmission, an accounting cell interrupted); zip_collect files both, and each is graded."""
+    resubmission, an accounting cell interrupted); zip_collect files both, and the grader's
+    command gives each their score."""
     import zipfile
 
     archive = checkpoint.parent / f"{LAB}.zip"  # made by the answered notebook's last cell
@@ -249,12 +250,17 @@ def test_an_lms_download_of_a_hand_in_archive_and_loose_files_grades_each_studen
     for student in ("archivejane", "loosejohn"):
         handed = sorted(p.name for p in (course / "submitted" / student / LAB).iterdir())
         assert handed == [f"{LAB}.ipynb", f"{LAB}.pt"], (student, handed)
-    results = _grade(course, ["archivejane", "loosejohn"], workers=2)
-    assert (results["archivejane"].status, results["archivejane"].score) == (
-        grading.GRADED,
-        corpus.FULL,
+    command = [sys.executable, "-m", "convlab.grade", LAB, "--workers", "2"]
+    command += ["--student", "archivejane", "--student", "loosejohn", "--cell-timeout", "30"]
+    command += ["--memory-gb", "8", "--max-checkpoint-mb", "2"]
+    command += ["--allow-network"] if NO_NAMESPACE else []
+    graded = subprocess.run(
+        command, cwd=course, env=environment(), capture_output=True, text=True, timeout=1200
     )
-    assert results["loosejohn"].score == corpus.WITHOUT_ACCOUNTING
+    assert graded.returncode == 0, graded.stdout + graded.stderr
+    lines = {line.split()[0]: line.split() for line in graded.stdout.splitlines() if line.strip()}
+    assert lines["archivejane"][1:4] == [f"{corpus.FULL:.2f}", "/", f"{corpus.FULL:g}"], lines
+    assert lines["loosejohn"][1] == f"{corpus.WITHOUT_ACCOUNTING:.2f}", lines
 
 
 @pytest.mark.slow
