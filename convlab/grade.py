@@ -45,6 +45,7 @@ from convlab.grading import (
     strip_feedback,
     summary,
     tampering_findings,
+    tools_first_on_path,
 )
 
 __all__ = [
@@ -85,6 +86,7 @@ __all__ = [
     "strip_feedback",
     "summary",
     "tampering_findings",
+    "tools_first_on_path",
 ]
 
 if __name__ == "__main__":

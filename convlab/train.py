@@ -599,38 +599,28 @@ def _write_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def _load_weights(model: nn.Module, weights: dict[str, Any], path: Path) -> None:
-    """Load a checkpoint's weights, or say in plain words how its network differs from ``model``.
-
-    The usual cause is a notebook whose network was changed (or its cell run with other
-    arguments) after the checkpoint was written: the student must either rebuild the network
-    that made it or start its training over.
-    """
+    """Load a checkpoint's weights, or say in one line how its network differs from ``model``
+    (usually a network changed, or its cell run with other arguments, after training)."""
     own = model.state_dict()
     missing = [key for key in own if key not in weights]
     unexpected = [key for key in weights if key not in own]
     reshaped = [
-        f"`{key}` is {tuple(weights[key].shape)} there, {tuple(own[key].shape)} in your model"
-        for key in own
-        if key in weights
-        and isinstance(weights[key], torch.Tensor)
-        and weights[key].shape != own[key].shape
+        f"`{k}` is {tuple(weights[k].shape)} there, {tuple(own[k].shape)} in your model"
+        for k in own
+        if isinstance(weights.get(k), torch.Tensor) and weights[k].shape != own[k].shape
     ]
     if not (missing or unexpected or reshaped):
         model.load_state_dict(weights)
         return
-    differences = []
-    if missing:
-        differences.append(
-            f"{len(missing)} of your model's tensors are not in it (`{missing[0]}`...)"
-        )
-    if unexpected:
-        differences.append(f"it holds {len(unexpected)} your model lacks (`{unexpected[0]}`...)")
-    if reshaped:
-        differences.append(f"{len(reshaped)} differ in shape ({reshaped[0]})")
+    differences = [
+        f"it lacks {len(missing)} of your model's tensors (`{missing[0]}`...)" if missing else "",
+        f"it holds {len(unexpected)} your model lacks (`{unexpected[0]}`...)" if unexpected else "",
+        f"{len(reshaped)} differ in shape ({reshaped[0]})" if reshaped else "",
+    ]
     raise CheckpointError(
         f"{path.name} was written by a different network than the model given: "
-        f"{'; '.join(differences)}. Build the network exactly as when it was trained, or delete "
-        f"{path.name} (and {_previous(path).name}) to train this network from the start"
+        f"{'; '.join(d for d in differences if d)}. Build the network as it was when trained, or "
+        f"delete {path.name} (and {_previous(path).name}) to train this network from the start"
     )
 
 

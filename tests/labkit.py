@@ -14,7 +14,6 @@ import contextlib
 import functools
 import importlib.util
 import io
-import os
 import signal
 import subprocess
 import sys
@@ -111,9 +110,9 @@ def load_case(lab: str) -> LabCase:
 
 def environment() -> dict[str, str]:
     """The environment of nbgrader and of the kernels it starts: quick mode, tools on PATH."""
-    env = dict(os.environ)
-    # nbgrader runs `alembic` from PATH; the kernel must see quick mode
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    from convlab.grading import tools_first_on_path
+
+    env = tools_first_on_path()  # nbgrader runs `alembic` from PATH; the kernel needs quick mode
     env["CONVLAB_QUICK"] = "1"
     # one thread per kernel: the test workers already keep every core busy, and two threads
     # per kernel on a busy 2-core machine made small convolutions a hundred times slower

@@ -89,9 +89,7 @@ def main() -> None:
             sys.exit(f"no {kept}: make it with python tools/fullmode_checkpoints.py {args.lab}")
     else:
         os.environ["CONVLAB_QUICK"] = "1"
-    # nbgrader runs alembic, and the grader runs jupyter, by name: this environment's first
-    bin_dir = str(Path(sys.executable).parent)
-    os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    os.environ.update(grade.tools_first_on_path())  # this environment's alembic and jupyter first
 
     with tempfile.TemporaryDirectory(prefix="convlab-bench-") as tmp:
         course = Path(tmp) / "course"

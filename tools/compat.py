@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from convlab.grading import tools_first_on_path
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))  # the other tools
 CHECKPOINTS = ROOT / "tests" / "compat"
@@ -73,8 +75,7 @@ def _run(
 
 def _environment(venv: Path) -> dict[str, str]:
     """ENV's tools first on PATH (nbgrader runs alembic from there), quick mode, one thread."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])
+    env = tools_first_on_path(python=venv / "bin" / "python")
     env["CONVLAB_QUICK"] = "1"
     env["OMP_NUM_THREADS"] = "1"
     env.pop("NBGRADER_EXECUTION", None)

@@ -75,7 +75,7 @@ from convlab.grading.result import (
 )
 from convlab.grading.sandbox import KERNEL_NAME, kernel_main, network_problem, portable_python
 from convlab.grading.scan import scan_for_tampering, tampering_findings
-from convlab.grading.settings import GIB, Settings, cores
+from convlab.grading.settings import GIB, Settings, cores, tools_first_on_path
 
 __all__ = [
     "CELL_TIMEOUT",
@@ -115,4 +115,5 @@ __all__ = [
     "strip_feedback",
     "summary",
     "tampering_findings",
+    "tools_first_on_path",
 ]

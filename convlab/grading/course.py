@@ -60,7 +60,7 @@ from convlab.grading.sandbox import (
     stage_root,
 )
 from convlab.grading.scan import tampering_findings
-from convlab.grading.settings import GIB, Settings, cores
+from convlab.grading.settings import GIB, Settings, cores, tools_first_on_path
 
 __all__ = ["Course", "default_workers", "grade", "grade_one", "last_error"]
 
@@ -243,8 +243,7 @@ def _check_and_autograde(
             "--KernelManager.transport=ipc",
             f"--KernelManager.ip={socket_folder(stage, settings.user) / 'kernel'}",
         ]  # fmt: skip
-        env = dict(os.environ)
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env = tools_first_on_path()
         if jupyter_path is not None:
             command.append(f"--Execute.kernel_name={KERNEL_NAME}")
             env["JUPYTER_PATH"] = str(jupyter_path)

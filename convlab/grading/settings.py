@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["GIB", "Settings", "cores"]
+__all__ = ["GIB", "Settings", "cores", "tools_first_on_path"]
 
 GIB = 2**30
 
@@ -15,6 +18,19 @@ def cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def tools_first_on_path(
+    env: Mapping[str, str] | None = None, python: str | os.PathLike[str] = sys.executable
+) -> dict[str, str]:
+    """A copy of ``env`` (default: this process's) with ``python``'s folder first on ``PATH``.
+
+    nbgrader runs ``alembic``, and the grader ``jupyter``, by name: the ones of the environment
+    that grades must be found first, whatever the shell's ``PATH`` says.
+    """
+    copy = dict(os.environ if env is None else env)
+    copy["PATH"] = os.pathsep.join([str(Path(python).parent), copy.get("PATH", "")])
+    return copy
 
 
 @dataclass(frozen=True)
