@@ -64,6 +64,10 @@ def test_book_config_builds_only_the_toc_and_never_labs_or_solutions():
     for page in _toc_files():
         assert page.startswith("book/"), page
         assert any((ROOT / f"{page}{ext}").exists() for ext in (".md", ".ipynb")), page
+    # environments hold notebooks of their own (nbgrader's tests): the build must not read them,
+    # even while the compatibility suite's environments are being installed beside it
+    for folder in (".venv", ".compat", "build"):
+        assert f"{folder}/*" in config["exclude_patterns"], folder
 
 
 def test_notebooks_are_committed_without_outputs():
