@@ -118,8 +118,9 @@ def _notebook_json(lab: Lab, notebook: str | os.PathLike[str] | None) -> bytes:
 def _checkpoint_bytes(lab: Lab, model: nn.Module) -> tuple[bytes, dict[str, Any]]:
     """The checkpoint to hand in, read as the grader reads it, with its contents."""
     path = lab.checkpoint
+    trained = copy.deepcopy(model)
     try:
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, trained)  # read once, weights only, into a copy
     except CheckpointError as error:
         if not path.exists() and not path.with_name(path.name + ".prev").exists():
             raise HandInError(
@@ -132,11 +133,6 @@ def _checkpoint_bytes(lab: Lab, model: nn.Module) -> tuple[bytes, dict[str, Any]
             f"{path.name} holds {state['epoch']} of {lab.epochs} epochs: run the training cell "
             "again (it resumes) and hand in when it has finished."
         )
-    trained = copy.deepcopy(model)
-    try:
-        load_checkpoint(path, trained)
-    except CheckpointError as error:
-        raise HandInError(str(error)) from None
     # the file the grader will read: the newest readable one (a damaged newest falls back)
     for candidate in (path, path.with_name(path.name + ".prev")):
         try:
